@@ -1,0 +1,39 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kontor {
+
+/// Position of an event in one entity's stream; the first event is 1, 0 means "none yet".
+using sequence_nr = std::uint64_t;
+
+/// A shard: the unit of placement, handoff and replication. Fixed count per cluster.
+using shard_id = std::uint32_t;
+
+/// Position of an event in one shard's ordered log; the first event is 1, 0 means "none yet".
+using log_offset = std::uint64_t;
+
+/// Wall-clock milliseconds since the Unix epoch.
+using epoch_ms = std::int64_t;
+
+/// The id of one entity (for Kontor: an account id), unique across the cluster.
+using entity_id = std::string;
+
+/// Stable 64-bit FNV-1a hash: the same on every node, compiler and run (unlike std::hash).
+constexpr std::uint64_t stable_hash(std::string_view s) noexcept {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+/// The shard an entity lives in: a stable hash of its id modulo the shard count.
+constexpr shard_id shard_of(std::string_view id, std::uint32_t number_of_shards) noexcept {
+  return static_cast<shard_id>(stable_hash(id) % number_of_shards);
+}
+
+} // namespace kontor

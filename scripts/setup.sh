@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Kontor builds and tests with. Idempotent: prints
+# nothing and touches nothing when every package is already present.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ccache pkg-config git
+  libcaf-dev                                  # CAF 0.17.6: actors (core) and remote actors (io)
+  libboost1.81-dev libboost-json1.81-dev      # Beast/Asio (headers) and Boost.JSON
+  libboost-program-options1.81-dev            # config file + KONTOR_* env + flags with one parser
+  liblmdb-dev lmdb-utils                      # the embedded journal
+  libprotobuf-dev protobuf-compiler           # events and snapshots on disk
+  catch2                                      # unit tests (v2, prebuilt main)
+  wrk curl procps                             # load generator for bench/, probes in scripts
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
