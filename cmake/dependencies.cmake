@@ -16,7 +16,7 @@ add_library(CAF::io UNKNOWN IMPORTED)
 set_target_properties(CAF::io PROPERTIES IMPORTED_LOCATION "${CAF_IO_LIBRARY}"
   INTERFACE_LINK_LIBRARIES CAF::core)
 
-find_package(Boost 1.81 EXACT REQUIRED CONFIG COMPONENTS json program_options)
+find_package(Boost 1.81 REQUIRED CONFIG COMPONENTS json program_options)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(LMDB REQUIRED IMPORTED_TARGET lmdb)
 find_package(Protobuf REQUIRED)

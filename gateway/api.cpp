@@ -1,0 +1,411 @@
+#include "gateway/api.hpp"
+
+#include <charconv>
+#include <exception>
+#include <vector>
+
+#include <boost/json/serialize.hpp>
+
+#include "gateway/json_mapping.hpp"
+
+namespace json = boost::json;
+
+namespace kontor::gateway {
+
+namespace {
+
+constexpr std::size_t max_events_page = 1000;
+constexpr std::size_t default_events_page = 100;
+
+/// How a successful command answer is shown.
+enum class answer_shape {
+  created_account, ///< 201, the account
+  change,          ///< 200, {"id","version","events"}
+  transaction,     ///< 201, {"id","version","balance","events"}
+  account,         ///< 200, the account
+};
+
+http_response json_response(unsigned status, std::string body) {
+  http_response r;
+  r.status = status;
+  r.body = std::move(body);
+  return r;
+}
+
+http_response error_response(unsigned status, std::string_view code, std::string_view message,
+                             std::string_view field = {}) {
+  return json_response(status, error_json(code, message, field));
+}
+
+http_response unavailable(std::string_view code, std::string_view message) {
+  auto r = error_response(503, code, message);
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+http_response method_not_allowed(std::string_view allow) {
+  auto r = error_response(405, "method_not_allowed", "allowed: " + std::string(allow));
+  r.headers.emplace_back("Allow", std::string(allow));
+  return r;
+}
+
+std::pair<unsigned, const char*> status_of(account::pb::RejectionCode code) {
+  using namespace account::pb;
+  switch (code) {
+    case INVALID_FIELD:
+      return {400, "invalid_field"};
+    case ACCOUNT_EXISTS:
+      return {409, "account_exists"};
+    case ACCOUNT_NOT_FOUND:
+      return {404, "account_not_found"};
+    case ACCOUNT_LOCKED:
+      return {409, "account_locked"};
+    case ACCOUNT_NOT_LOCKED:
+      return {409, "account_not_locked"};
+    case INSUFFICIENT_FUNDS:
+      return {400, "insufficient_funds"};
+    case CURRENCY_MISMATCH:
+      return {400, "currency_mismatch"};
+    case DUPLICATE_PHONE:
+      return {409, "duplicate_phone"};
+    case VERSION_MISMATCH:
+      return {412, "version_mismatch"};
+    case TX_ID_REUSED:
+      return {409, "tx_id_reused"};
+    default:
+      return {500, "internal_error"};
+  }
+}
+
+json::array events_json(const account::pb::Reply& reply) {
+  json::array out;
+  for (const auto& ev : reply.events())
+    out.push_back(event_to_flat_json(ev));
+  return out;
+}
+
+http_response to_http(answer_shape shape, entity_answer answer) {
+  using status = entity_answer::status;
+  switch (answer.code) {
+    case status::timeout:
+      return unavailable("timeout", answer.message);
+    case status::unavailable:
+      return unavailable("journal_unavailable", answer.message);
+    case status::failed:
+      return error_response(500, "entity_failed", answer.message);
+    case status::ok:
+      break;
+  }
+  account::pb::Reply reply;
+  if (!reply.ParseFromString(answer.reply))
+    return error_response(500, "internal_error", "unreadable answer from the account");
+  if (reply.has_rejection()) {
+    const auto& rej = reply.rejection();
+    auto [code, name] = status_of(rej.code());
+    return error_response(code, name, rej.message(), rej.field());
+  }
+  const auto& acc = reply.account();
+  http_response r;
+  switch (shape) {
+    case answer_shape::created_account:
+      r = json_response(201, json::serialize(account_to_json(acc)));
+      r.headers.emplace_back("Location", "/accounts/" + acc.id());
+      break;
+    case answer_shape::account:
+      r = json_response(200, json::serialize(account_to_json(acc)));
+      break;
+    case answer_shape::change:
+      r = json_response(200, json::serialize(json::object{
+                               {"id", acc.id()}, {"version", acc.version()}, {"events", events_json(reply)}}));
+      break;
+    case answer_shape::transaction: {
+      json::object body{{"id", acc.id()}, {"version", acc.version()}};
+      // The balance right after this transaction (for a replay: after the first attempt).
+      const auto& ev = reply.events(0);
+      body["balance"] = ev.has_item_purchased() ? ev.item_purchased().new_balance()
+                                                : ev.money_deposited().new_balance();
+      body["events"] = events_json(reply);
+      if (reply.replayed())
+        body["replayed"] = true;
+      r = json_response(201, json::serialize(body));
+      if (reply.replayed())
+        r.headers.emplace_back("Idempotent-Replayed", "true");
+      break;
+    }
+  }
+  r.headers.emplace_back("ETag", "\"" + std::to_string(acc.version()) + "\"");
+  return r;
+}
+
+/// The path split at '/', and the query string.
+struct target_parts {
+  std::vector<std::string_view> segments;
+  std::string_view query;
+};
+
+target_parts split_target(std::string_view target) {
+  target_parts out;
+  auto q = target.find('?');
+  if (q != std::string_view::npos) {
+    out.query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
+  std::size_t pos = 0;
+  while (pos < target.size()) {
+    auto next = target.find('/', pos);
+    if (next == std::string_view::npos)
+      next = target.size();
+    if (next > pos)
+      out.segments.push_back(target.substr(pos, next - pos));
+    pos = next + 1;
+  }
+  return out;
+}
+
+/// The value of query parameter `name` (not percent-decoded; our values never need it), if any.
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto item = query.substr(0, amp);
+    auto eq = item.find('=');
+    if (item.substr(0, eq) == name)
+      return eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1);
+    if (amp == std::string_view::npos)
+      break;
+    query = query.substr(amp + 1);
+  }
+  return std::nullopt;
+}
+
+/// A query parameter that must be a positive integer; nullopt when absent, error when bad.
+std::optional<std::uint64_t> positive_param(std::string_view query, std::string_view name,
+                                            std::optional<http_response>& error) {
+  auto text = query_param(query, name);
+  if (!text)
+    return std::nullopt;
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
+  if (ec != std::errc{} || p != text->data() + text->size() || v == 0) {
+    error = error_response(400, "invalid_parameter",
+                           "query parameter '" + std::string(name) + "' must be a positive integer",
+                           name);
+    return std::nullopt;
+  }
+  return v;
+}
+
+/// If-Match: "7", 7 or W/"7"; "*" means any version.
+bool parse_if_match(std::string_view text, std::optional<std::uint64_t>& out) {
+  if (text.empty() || text == "*")
+    return true;
+  if (text.substr(0, 2) == "W/")
+    text.remove_prefix(2);
+  if (text.size() >= 2 && text.front() == '"' && text.back() == '"')
+    text = text.substr(1, text.size() - 2);
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc{} || p != text.data() + text.size())
+    return false;
+  out = v;
+  return true;
+}
+
+using body_mapper = std::optional<field_error> (*)(const json::object&, account::pb::Command&);
+
+} // namespace
+
+void api::operator()(http_request&& req, responder respond) const {
+  auto target = split_target(req.target);
+  const auto& seg = target.segments;
+  const auto& method = req.method;
+
+  auto fail = [&](http_response r) { respond(std::move(r)); };
+
+  // Sends `cmd` (account id already set) to its entity and answers with `shape`.
+  auto send = [&](account::pb::Command&& cmd, answer_shape shape) {
+    std::optional<std::uint64_t> expected;
+    if (!parse_if_match(req.if_match, expected))
+      return fail(error_response(400, "invalid_field", "If-Match must be a quoted version, e.g. \"3\"",
+                                 "If-Match"));
+    if (expected)
+      cmd.set_expected_version(*expected);
+    auto id = cmd.account_id();
+    ctx_.entities->ask(std::move(id), cmd.SerializeAsString(),
+                       [respond = std::move(respond), shape](entity_answer a) {
+                         respond(to_http(shape, std::move(a)));
+                       });
+  };
+
+  // A command with a JSON body, mapped by `mapper`.
+  auto command = [&](std::string_view id, body_mapper mapper, answer_shape shape,
+                     bool body_optional = false) {
+    json::object body;
+    if (!(body_optional && req.body.empty())) {
+      if (auto err = parse_object(req.body, body))
+        return fail(error_response(400, err->code, err->message, err->field));
+    }
+    account::pb::Command cmd;
+    if (auto err = mapper(body, cmd))
+      return fail(error_response(400, err->code, err->message, err->field));
+    if (!id.empty())
+      cmd.set_account_id(std::string(id));
+    if (!account::valid_account_id(cmd.account_id()))
+      return fail(error_response(400, "invalid_field",
+                                 "id must be 1-64 characters of A-Z a-z 0-9 . _ -", "id"));
+    send(std::move(cmd), shape);
+  };
+
+  if (seg.size() == 1 && seg[0] == "health") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    return respond(json_response(200, "{\"status\":\"ok\",\"node\":\"" + ctx_.node_name + "\"}"));
+  }
+  if (seg.size() == 1 && seg[0] == "ready") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    if (!ctx_.ready->load())
+      return respond(unavailable("not_ready", "the node is starting or stopping"));
+    return respond(json_response(200, "{\"status\":\"ready\"}"));
+  }
+  if (seg.empty() || seg[0] != "accounts" || seg.size() > 3)
+    return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
+
+  if (seg.size() == 1) {
+    if (method != "POST")
+      return fail(method_not_allowed("POST"));
+    return command({}, open_account_from_json, answer_shape::created_account);
+  }
+
+  std::string_view id = seg[1];
+  if (!account::valid_account_id(id))
+    return fail(error_response(400, "invalid_field", "id must be 1-64 characters of A-Z a-z 0-9 . _ -",
+                               "id"));
+
+  if (seg.size() == 2) {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    if (auto as_of = query_param(target.query, "asOf")) {
+      auto at = parse_time(*as_of);
+      if (!at)
+        return fail(error_response(400, "invalid_parameter",
+                                   "asOf must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z", "asOf"));
+      return as_of_query(std::string(id), *at, std::move(respond));
+    }
+    account::pb::Command cmd;
+    cmd.set_account_id(std::string(id));
+    cmd.mutable_get_account();
+    return send(std::move(cmd), answer_shape::account);
+  }
+
+  auto sub = seg[2];
+  struct route {
+    std::string_view name;
+    const char* method;
+    body_mapper mapper;
+    answer_shape shape;
+    bool body_optional;
+  };
+  static constexpr route routes[] = {
+    {"limit", "PUT", update_limit_from_json, answer_shape::change, false},
+    {"transactions", "POST", transaction_from_json, answer_shape::transaction, false},
+    {"lock", "POST", lock_from_json, answer_shape::change, true},
+    {"unlock", "POST", nullptr, answer_shape::change, true},
+    {"address", "PUT", address_from_json, answer_shape::change, false},
+    {"phones", "POST", phone_from_json, answer_shape::change, false},
+  };
+  if (sub == "events") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    std::optional<http_response> bad;
+    auto from = positive_param(target.query, "from", bad);
+    auto limit = positive_param(target.query, "limit", bad);
+    if (bad)
+      return fail(std::move(*bad));
+    return events_query(std::string(id), from.value_or(1),
+                        std::min<std::size_t>(limit.value_or(default_events_page), max_events_page),
+                        std::move(respond));
+  }
+  for (const auto& r : routes) {
+    if (r.name != sub)
+      continue;
+    if (method != r.method)
+      return fail(method_not_allowed(r.method));
+    if (!r.mapper) {
+      account::pb::Command cmd;
+      cmd.set_account_id(std::string(id));
+      cmd.mutable_unlock_account();
+      return send(std::move(cmd), r.shape);
+    }
+    return command(id, r.mapper, r.shape, r.body_optional);
+  }
+  return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
+}
+
+void api::events_query(std::string id, std::uint64_t from, std::size_t limit,
+                       responder respond) const {
+  auto journal = ctx_.journal;
+  auto job = [journal, id = std::move(id), from, limit, respond]() {
+    auto events = journal->replay(id, from, limit);
+    if (!events)
+      return respond(unavailable("journal_unavailable", events.error().message));
+    if (events->empty()) {
+      auto highest = journal->highest_sequence_nr(id);
+      if (!highest)
+        return respond(unavailable("journal_unavailable", highest.error().message));
+      if (*highest == 0)
+        return respond(error_response(404, "account_not_found", "Account " + id + " does not exist"));
+    }
+    json::array out;
+    for (const auto& stored : *events) {
+      auto ev = account::parse_event(stored.payload);
+      if (!ev)
+        return respond(error_response(500, "unreadable_event",
+                                      "event " + std::to_string(stored.seq) + " of account " + id
+                                        + " cannot be read"));
+      out.push_back(event_to_log_json(*ev));
+    }
+    respond(json_response(200, json::serialize(out)));
+  };
+  if (!ctx_.queries->submit(job))
+    respond(unavailable("busy", "too many queries in progress"));
+}
+
+void api::as_of_query(std::string id, std::int64_t at_ms, responder respond) const {
+  auto journal = ctx_.journal;
+  auto rules = ctx_.rules;
+  auto job = [journal, rules, id = std::move(id), at_ms, respond]() {
+    auto st = account::initial_state(id);
+    constexpr std::size_t page = 1000;
+    for (sequence_nr from = 1;;) {
+      auto events = journal->replay(id, from, page);
+      if (!events)
+        return respond(unavailable("journal_unavailable", events.error().message));
+      bool past = false;
+      for (const auto& stored : *events) {
+        auto ev = account::parse_event(stored.payload);
+        if (!ev)
+          return respond(error_response(500, "unreadable_event",
+                                        "event " + std::to_string(stored.seq) + " of account " + id
+                                          + " cannot be read"));
+        if (ev->at_ms() > at_ms) {
+          past = true;
+          break;
+        }
+        account::evolve(st, *ev, *rules);
+      }
+      if (past || events->size() < page)
+        break;
+      from = events->back().seq + 1;
+    }
+    if (!st.opened)
+      return respond(error_response(404, "account_not_found",
+                                    "Account " + id + " did not exist at " + format_time(at_ms)));
+    auto r = json_response(200, json::serialize(account_to_json(account::view_of(st))));
+    r.headers.emplace_back("ETag", "\"" + std::to_string(st.version) + "\"");
+    respond(std::move(r));
+  };
+  if (!ctx_.queries->submit(job))
+    respond(unavailable("busy", "too many queries in progress"));
+}
+
+} // namespace kontor::gateway

@@ -1,0 +1,43 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include "domain/account/account.hpp"
+#include "gateway/bridge.hpp"
+#include "gateway/http_types.hpp"
+#include "gateway/query_pool.hpp"
+#include "runtime/persistence/journal.hpp"
+
+namespace kontor::gateway {
+
+/// What the API needs from the node. Everything is owned by the node and outlives the API.
+struct api_context {
+  const bridge* entities = nullptr;            ///< commands and consistent reads
+  const persistence::journal* journal = nullptr;///< audit log and asOf reads
+  query_pool* queries = nullptr;               ///< where journal reads run
+  const account::rules* rules = nullptr;
+  const std::atomic<bool>* ready = nullptr;    ///< readiness of the node
+  std::string node_name;
+};
+
+/// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
+/// the right status. Stateless; callable concurrently from every I/O thread.
+class api {
+public:
+  explicit api(api_context ctx) : ctx_(std::move(ctx)) {}
+
+  /// Handles one request; answers through `respond` (maybe later, from another thread).
+  void operator()(http_request&& req, responder respond) const;
+
+private:
+  /// GET /accounts/{id}/events: the audit log, read from the journal on the query pool.
+  void events_query(std::string id, std::uint64_t from, std::size_t limit, responder respond) const;
+  /// GET /accounts/{id}?asOf=: the account rebuilt from its events up to `at_ms`.
+  void as_of_query(std::string id, std::int64_t at_ms, responder respond) const;
+
+  api_context ctx_;
+};
+
+} // namespace kontor::gateway

@@ -1,0 +1,40 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include <caf/fwd.hpp>
+#include <caf/actor.hpp>
+
+#include "runtime/core/ids.hpp"
+
+namespace kontor::gateway {
+
+/// The outcome of asking an entity: its encoded reply, or a failure.
+struct entity_answer {
+  enum class status { ok, timeout, unavailable, failed };
+  status code = status::ok;
+  std::string reply;   ///< the entity's encoded reply when ok
+  std::string message; ///< what went wrong otherwise
+};
+
+/// Connects callback-style code (HTTP handlers on I/O threads) to the actor world without ever
+/// blocking: requests go to one actor that asks the shard region and runs the callback with the
+/// answer on a CAF thread.
+class bridge {
+public:
+  /// `region` receives sharding::entity_envelope requests; `timeout` bounds every request.
+  bridge(caf::actor_system& sys, caf::actor region, std::chrono::milliseconds timeout);
+
+  /// Sends `payload` to entity `id`; `done` runs exactly once, on a CAF thread.
+  void ask(entity_id id, std::string payload, std::function<void(entity_answer)> done) const;
+
+  /// The bridge actor (to stop it with the rest of the system).
+  const caf::actor& actor() const noexcept { return actor_; }
+
+private:
+  caf::actor actor_;
+};
+
+} // namespace kontor::gateway

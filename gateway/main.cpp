@@ -1,0 +1,134 @@
+// kontor-node: wires config → journal → actor system and shard region → HTTP gateway, then runs
+// until SIGTERM or SIGINT and shuts down in the reverse order.
+
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <caf/all.hpp>
+
+#include "domain/account/account.hpp"
+#include "gateway/account_entity.hpp"
+#include "gateway/api.hpp"
+#include "gateway/bridge.hpp"
+#include "gateway/http_server.hpp"
+#include "gateway/node_config.hpp"
+#include "gateway/query_pool.hpp"
+#include "runtime/core/log.hpp"
+#include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/sharding/messages.hpp"
+#include "runtime/sharding/shard_region.hpp"
+
+using namespace kontor;
+
+namespace {
+
+constexpr const char* component = "node";
+
+int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
+  persistence::lmdb_options jopts;
+  jopts.dir = cfg.data_dir;
+  jopts.number_of_shards = cfg.number_of_shards;
+  jopts.initial_map_size = cfg.journal_initial_map_mb << 20;
+  jopts.max_batch_appends = cfg.journal_max_batch;
+  auto journal = persistence::open_lmdb_journal(jopts);
+  if (!journal) {
+    log(log_level::error, component,
+        std::string("cannot open the journal: ") + journal.error().message);
+    return 1;
+  }
+  log(log_level::info, component, "journal open in " + cfg.data_dir);
+
+  caf::actor_system_config caf_cfg;
+  caf_cfg.add_message_types<caf::id_block::kontor>();
+  if (auto policy = std::getenv("KONTOR_EXPERIMENT_POLICY"))
+    caf_cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  if (cfg.scheduler_threads > 0)
+    caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.scheduler_threads));
+  caf::actor_system sys{caf_cfg};
+
+  account::rules rules;
+  rules.max_limit = cfg.max_limit;
+  rules.max_amount = cfg.max_amount;
+  rules.tx_window = cfg.tx_window;
+
+  sharding::region_settings rs;
+  rs.number_of_shards = cfg.number_of_shards;
+  rs.journal = journal->get();
+  rs.factory = gateway::account_entity_factory(rules);
+  rs.snapshot_every = cfg.snapshot_every;
+  rs.passivate_after = cfg.passivate_after;
+  auto region = sharding::spawn_shard_region(sys, rs);
+  gateway::bridge entities{sys, region, cfg.command_timeout};
+
+  std::atomic<bool> ready{false};
+  auto queries = std::make_unique<gateway::query_pool>(1, 256);
+  gateway::api api{{&entities, journal->get(), queries.get(), &rules, &ready, cfg.node_name}};
+
+  gateway::http_settings hs;
+  hs.address = cfg.http_address;
+  hs.port = cfg.http_port;
+  hs.threads = cfg.http_threads;
+  hs.body_limit = cfg.http_body_limit;
+  hs.read_timeout = cfg.http_read_timeout;
+  std::unique_ptr<gateway::http_server> server;
+  try {
+    server = std::make_unique<gateway::http_server>(
+      hs, [&api](gateway::http_request&& req, gateway::responder respond) {
+        api(std::move(req), std::move(respond));
+      });
+  } catch (const std::exception& e) {
+    log(log_level::error, component, e.what());
+    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  server->start();
+  ready = true;
+  log(log_level::info, component,
+      cfg.node_name + " ready: HTTP on " + cfg.http_address + ":" + std::to_string(server->port()));
+
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  log(log_level::info, component, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+
+  // Reverse order: no new requests, then no actors (appends in flight still complete in the
+  // journal), then no pending query jobs, then the HTTP machinery, then the journal.
+  ready = false;
+  server->stop();
+  caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+  sys.await_all_actors_done();
+  queries.reset();
+  server.reset();
+  log(log_level::info, component, "stopped");
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv, char** envp) {
+  auto cfg = gateway::parse_node_config(argc, argv, envp);
+  if (!cfg) {
+    if (cfg.error().code == 0) {
+      std::cout << cfg.error().text;
+      return 0;
+    }
+    std::cerr << "kontor-node: " << cfg.error().text << "\n(see kontor-node --help)\n";
+    return cfg.error().code;
+  }
+  if (!cfg->seeds.empty() || cfg->cluster_port != 0) {
+    std::cerr << "kontor-node: --seeds/--cluster-port: clustering is not available in this build "
+                 "yet; run a single node without them\n";
+    return 2;
+  }
+  // Every thread started from here on inherits the blocked mask; main waits for them in sigwait.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  return run(*cfg, stop_signals);
+}

@@ -1,0 +1,248 @@
+#include "gateway/node_config.hpp"
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <sstream>
+
+#include <boost/make_shared.hpp>
+#include <boost/program_options.hpp>
+
+namespace po = boost::program_options;
+
+namespace kontor::gateway {
+
+namespace {
+
+/// Thrown inside this file only; parse_node_config turns it into a config_exit.
+struct bad_value {
+  std::string message;
+};
+
+std::int64_t to_int(const std::string& name, const std::string& text, std::int64_t lo,
+                    std::int64_t hi) {
+  std::int64_t v = 0;
+  auto* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc{} || p != end || v < lo || v > hi)
+    throw bad_value{name + ": '" + text + "' is not an integer in " + std::to_string(lo) + ".."
+                    + std::to_string(hi)};
+  return v;
+}
+
+/// "250ms", "30s", "2m", "1h".
+std::chrono::milliseconds to_duration(const std::string& name, const std::string& text) {
+  auto digits = text.find_first_not_of("0123456789");
+  auto fail = [&]() -> bad_value {
+    return {name + ": '" + text + "' is not a duration like 250ms, 30s, 2m or 1h"};
+  };
+  if (digits == 0 || digits == std::string::npos)
+    throw fail();
+  auto n = to_int(name, text.substr(0, digits), 0, 1'000'000'000);
+  auto unit = text.substr(digits);
+  if (unit == "ms")
+    return std::chrono::milliseconds(n);
+  if (unit == "s")
+    return std::chrono::seconds(n);
+  if (unit == "m")
+    return std::chrono::minutes(n);
+  if (unit == "h")
+    return std::chrono::hours(n);
+  throw fail();
+}
+
+/// "host:port" items separated by commas.
+std::vector<std::string> to_seeds(const std::string& name, const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto colon = item.rfind(':');
+    if (colon == std::string::npos || colon == 0)
+      throw bad_value{name + ": '" + item + "' is not host:port"};
+    to_int(name, item.substr(colon + 1), 1, 65535);
+    out.push_back(item);
+  }
+  return out;
+}
+
+/// One setting: its name (flag, config key, KONTOR_ variable), default, help, and where it goes.
+struct option {
+  const char* name;
+  std::string default_text;
+  const char* help;
+  std::function<void(node_config&, const std::string& name, const std::string& text)> apply;
+};
+
+std::string ms_text(std::chrono::milliseconds d) {
+  if (d.count() % 1000 == 0)
+    return std::to_string(d.count() / 1000) + "s";
+  return std::to_string(d.count()) + "ms";
+}
+
+template <class T>
+auto int_setter(T node_config::*field, std::int64_t lo, std::int64_t hi) {
+  return [=](node_config& c, const std::string& n, const std::string& t) {
+    c.*field = static_cast<T>(to_int(n, t, lo, hi));
+  };
+}
+
+auto duration_setter(std::chrono::milliseconds node_config::*field, std::int64_t min_ms) {
+  return [=](node_config& c, const std::string& n, const std::string& t) {
+    auto d = to_duration(n, t);
+    if (d.count() < min_ms)
+      throw bad_value{n + ": '" + t + "' is shorter than " + std::to_string(min_ms) + "ms"};
+    c.*field = d;
+  };
+}
+
+auto string_setter(std::string node_config::*field) {
+  return [=](node_config& c, const std::string& n, const std::string& t) {
+    if (t.empty())
+      throw bad_value{n + ": must not be empty"};
+    c.*field = t;
+  };
+}
+
+std::vector<option> options() {
+  const node_config d;
+  constexpr std::int64_t max_money = 4'000'000'000'000'000'000;
+  return {
+    {"node-name", d.node_name, "name of this node in logs and cluster views",
+     string_setter(&node_config::node_name)},
+    {"data-dir", d.data_dir, "directory of the journal (LMDB); created if missing",
+     string_setter(&node_config::data_dir)},
+    {"http-address", d.http_address, "address the HTTP API listens on",
+     string_setter(&node_config::http_address)},
+    {"http-port", std::to_string(d.http_port), "HTTP API port (0: any free port)",
+     int_setter(&node_config::http_port, 0, 65535)},
+    {"http-threads", std::to_string(d.http_threads), "HTTP I/O threads",
+     int_setter(&node_config::http_threads, 1, 64)},
+    {"http-body-limit", std::to_string(d.http_body_limit),
+     "largest accepted request body in bytes (larger: 413)",
+     int_setter(&node_config::http_body_limit, 1, 64 * 1024 * 1024)},
+    {"http-read-timeout", ms_text(d.http_read_timeout),
+     "time allowed to read one request, including keep-alive idle time",
+     duration_setter(&node_config::http_read_timeout, 100)},
+    {"command-timeout", ms_text(d.command_timeout),
+     "how long the gateway waits for an entity's answer before 503 (outcome unknown)",
+     duration_setter(&node_config::command_timeout, 10)},
+    {"number-of-shards", std::to_string(d.number_of_shards),
+     "shards per cluster; fixed for the life of the data directory",
+     int_setter(&node_config::number_of_shards, 1, 4096)},
+    {"snapshot-every", std::to_string(d.snapshot_every),
+     "events between two snapshots of an entity (0: never)",
+     int_setter(&node_config::snapshot_every, 0, 1'000'000'000)},
+    {"passivate-after", ms_text(d.passivate_after),
+     "idle time after which an entity is stopped (it restarts on its next command)",
+     duration_setter(&node_config::passivate_after, 10)},
+    {"journal-initial-map-mb", std::to_string(d.journal_initial_map_mb),
+     "initial LMDB map size in MiB (grows on demand)",
+     int_setter(&node_config::journal_initial_map_mb, 1, 1 << 24)},
+    {"journal-max-batch", std::to_string(d.journal_max_batch),
+     "most appends in one group commit",
+     int_setter(&node_config::journal_max_batch, 1, 1'000'000)},
+    {"scheduler-threads", std::to_string(d.scheduler_threads),
+     "actor scheduler threads (0: one per core)",
+     int_setter(&node_config::scheduler_threads, 0, 256)},
+    {"max-limit", std::to_string(d.max_limit), "MAX_LIMIT: highest credit limit, minor units",
+     int_setter(&node_config::max_limit, 0, max_money)},
+    {"max-amount", std::to_string(d.max_amount), "MAX_AMOUNT: highest transaction amount",
+     int_setter(&node_config::max_amount, 1, max_money)},
+    {"tx-window", std::to_string(d.tx_window),
+     "accepted txIds remembered per account for idempotency",
+     int_setter(&node_config::tx_window, 1, 1'000'000)},
+    {"cluster-port", std::to_string(d.cluster_port), "cluster port (0: no cluster)",
+     int_setter(&node_config::cluster_port, 0, 65535)},
+    {"seeds", "", "seed nodes host:port,... (empty: single node)",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       c.seeds = t.empty() ? std::vector<std::string>{} : to_seeds(n, t);
+     }},
+  };
+}
+
+std::string env_to_option(const std::string& var) {
+  std::string out;
+  for (char ch : var.substr(7))
+    out += ch == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return out;
+}
+
+} // namespace
+
+kontor::expected<node_config, config_exit> parse_node_config(int argc, const char* const* argv,
+                                                             const char* const* envp) {
+  auto table = options();
+  po::options_description desc("kontor-node: a Kontor node (HTTP API, shards, journal)\n\n"
+                               "Every setting is also read from the --config file (name = value)\n"
+                               "and from the environment as KONTOR_<NAME> (e.g. KONTOR_HTTP_PORT);\n"
+                               "flags win over the environment, which wins over the file.\n\nOptions");
+  desc.add_options()("help,h", "print this help and exit")(
+    "config", po::value<std::string>(), "settings file (see config/kontor.conf)");
+  for (const auto& o : table) {
+    auto help = std::string(o.help) + (o.default_text.empty() ? "" : " [" + o.default_text + "]");
+    desc.add(boost::make_shared<po::option_description>(o.name, po::value<std::string>(),
+                                                        help.c_str()));
+  }
+  try {
+    po::variables_map vm;
+    po::store(po::command_line_parser(argc, argv).options(desc).run(), vm);
+    if (vm.count("help")) {
+      std::ostringstream out;
+      out << desc;
+      return config_exit{0, out.str()};
+    }
+    // Only KONTOR_* names that are settings; Kubernetes also injects KONTOR_SERVICE_HOST & co.
+    po::options_description env_desc;
+    for (const auto& o : table)
+      env_desc.add(boost::make_shared<po::option_description>(o.name, po::value<std::string>(), ""));
+    auto known = [&](const std::string& var) -> std::string {
+      if (var.rfind("KONTOR_", 0) != 0)
+        return {};
+      auto name = env_to_option(var);
+      return env_desc.find_nothrow(name, false) ? name : std::string{};
+    };
+    if (envp) {
+      // parse_environment reads ::environ; feed it the given envp instead.
+      std::vector<std::string> pairs;
+      for (auto p = envp; *p; ++p)
+        pairs.emplace_back(*p);
+      po::parsed_options env_parsed(&env_desc);
+      for (auto& kv : pairs) {
+        auto eq = kv.find('=');
+        if (eq == std::string::npos)
+          continue;
+        auto name = known(kv.substr(0, eq));
+        if (name.empty())
+          continue;
+        po::option opt;
+        opt.string_key = name;
+        opt.value.push_back(kv.substr(eq + 1));
+        env_parsed.options.push_back(opt);
+      }
+      po::store(env_parsed, vm);
+    }
+    if (vm.count("config")) {
+      auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in)
+        return config_exit{2, "--config: cannot read '" + path + "'"};
+      po::store(po::parse_config_file(in, env_desc, false), vm);
+    }
+    node_config cfg;
+    for (const auto& o : table) {
+      std::string text = o.default_text;
+      if (vm.count(o.name))
+        text = vm[o.name].as<std::string>();
+      o.apply(cfg, o.name, text);
+    }
+    return cfg;
+  } catch (const bad_value& e) {
+    return config_exit{2, e.message};
+  } catch (const po::error& e) {
+    return config_exit{2, e.what()};
+  }
+}
+
+} // namespace kontor::gateway

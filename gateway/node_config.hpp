@@ -1,0 +1,52 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/core/expected.hpp"
+
+namespace kontor::gateway {
+
+/// Every setting of a node. Defaults here equal config/kontor.conf (a test keeps them equal).
+struct node_config {
+  // node
+  std::string node_name = "kontor-1";
+  std::string data_dir = "./data";
+  // http
+  std::string http_address = "0.0.0.0";
+  unsigned short http_port = 8080;
+  unsigned http_threads = 1;
+  std::size_t http_body_limit = 64 * 1024;
+  std::chrono::milliseconds http_read_timeout{30'000};
+  std::chrono::milliseconds command_timeout{5'000};
+  // sharding and persistence
+  std::uint32_t number_of_shards = 64;
+  std::size_t snapshot_every = 1000;
+  std::chrono::milliseconds passivate_after{120'000};
+  std::size_t journal_initial_map_mb = 1024;
+  std::size_t journal_max_batch = 4096;
+  // actors
+  unsigned scheduler_threads = 0; ///< 0: one per core
+  // domain
+  std::int64_t max_limit = 1'000'000'000'000;
+  std::int64_t max_amount = 1'000'000'000'000;
+  std::size_t tx_window = 1024;
+  // cluster (the cluster issue builds on these)
+  unsigned short cluster_port = 0;
+  std::vector<std::string> seeds;
+};
+
+/// What `parse_node_config` can end with besides a config.
+struct config_exit {
+  int code = 0;        ///< 0: --help was printed; 2: bad input
+  std::string text;    ///< help text or the error message
+};
+
+/// Parses flags (highest precedence), KONTOR_* environment variables, then the file given by
+/// --config (if any), over the built-in defaults. Bad values are errors, never silently dropped.
+kontor::expected<node_config, config_exit> parse_node_config(int argc, const char* const* argv,
+                                                             const char* const* envp);
+
+} // namespace kontor::gateway

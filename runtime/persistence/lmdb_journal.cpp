@@ -1,0 +1,1056 @@
+#include "runtime/persistence/lmdb_journal.hpp"
+
+#include <lmdb.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "runtime/persistence/lmdb_error.hpp"
+
+// On-disk layout (format "kontor-journal/1"), one LMDB environment per data directory:
+//   meta       "format" -> "kontor-journal/1", "shards" -> u32 BE
+//   log/NNNN   one per shard: offset u64 BE (1, 2, 3, ... dense) -> record (written with MDB_APPEND)
+//              record = [version u8 = 1][seq u64 BE][written_at i64 BE][id len u8][id][payload]
+//   index      [id len u8][id][seq u64 BE] -> [shard u32 BE][offset u64 BE]
+//   snapshots  [id len u8][id] -> [seq u64 BE][payload]
+// The shard logs are the full truth; index and snapshots can be rebuilt from them.
+
+namespace kontor::persistence {
+
+namespace {
+
+namespace fs = std::filesystem;
+using detail::lmdb_error;
+
+constexpr std::string_view journal_format = "kontor-journal/1";
+constexpr std::string_view format_key = "format";
+constexpr std::string_view shards_key = "shards";
+constexpr std::uint8_t record_version = 1;
+constexpr std::size_t record_fixed_size = 1 + 8 + 8 + 1; // version, seq, written_at, id length
+constexpr std::size_t index_value_size = 4 + 8;          // shard, offset
+constexpr std::size_t max_id_size = 255;
+constexpr std::size_t max_payload_size = std::numeric_limits<std::uint32_t>::max() - 1024;
+constexpr std::uint32_t max_shards = 4096;
+constexpr unsigned int max_readers = 512;
+constexpr unsigned int extra_dbs = 8; // meta, index, snapshots, and room for later databases
+constexpr mdb_mode_t file_mode = 0644;
+
+// ---- byte encoding: big-endian, so LMDB's memcmp key order is numeric order ----
+
+void store_be(char* p, std::uint64_t v, int bytes) noexcept {
+  for (int i = bytes - 1; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xffu);
+    v >>= 8;
+  }
+}
+
+std::uint64_t load_be(const char* p, int bytes) noexcept {
+  std::uint64_t v = 0;
+  for (int i = 0; i < bytes; ++i)
+    v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+MDB_val to_val(std::string_view s) noexcept {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string_view to_view(const MDB_val& v) noexcept {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+/// An 8-byte big-endian key (shard-log offset) that an MDB_val can point to.
+struct offset_key {
+  char bytes[8];
+  explicit offset_key(log_offset off) noexcept { store_be(bytes, off, 8); }
+  MDB_val val() noexcept { return MDB_val{sizeof bytes, bytes}; }
+};
+
+/// Index keys [len][id][seq BE] and snapshot keys [len][id], built without allocating.
+struct id_key {
+  char bytes[1 + max_id_size + 8];
+  std::size_t prefix_size;
+  explicit id_key(std::string_view id) noexcept : prefix_size(1 + id.size()) {
+    bytes[0] = static_cast<char>(static_cast<unsigned char>(id.size()));
+    std::copy(id.begin(), id.end(), bytes + 1);
+  }
+  std::string_view prefix() const noexcept { return {bytes, prefix_size}; }
+  MDB_val prefix_val() noexcept { return MDB_val{prefix_size, bytes}; }
+  MDB_val with_seq(sequence_nr seq) noexcept {
+    store_be(bytes + prefix_size, seq, 8);
+    return MDB_val{prefix_size + 8, bytes};
+  }
+  /// The sequence number of `key` if it is an index key of this id.
+  std::optional<sequence_nr> seq_of(const MDB_val& key) const noexcept {
+    auto k = to_view(key);
+    if (k.size() != prefix_size + 8 || k.substr(0, prefix_size) != prefix())
+      return std::nullopt;
+    return load_be(k.data() + prefix_size, 8);
+  }
+};
+
+bool valid_id(std::string_view id) noexcept {
+  return !id.empty() && id.size() <= max_id_size;
+}
+
+std::size_t record_size(std::string_view id, std::string_view payload) noexcept {
+  return record_fixed_size + id.size() + payload.size();
+}
+
+void encode_record(char* out, std::string_view id, sequence_nr seq, epoch_ms at,
+                   std::string_view payload) noexcept {
+  out[0] = static_cast<char>(record_version);
+  store_be(out + 1, seq, 8);
+  store_be(out + 9, static_cast<std::uint64_t>(at), 8);
+  out[17] = static_cast<char>(static_cast<unsigned char>(id.size()));
+  std::copy(id.begin(), id.end(), out + record_fixed_size);
+  std::copy(payload.begin(), payload.end(), out + record_fixed_size + id.size());
+}
+
+/// Decodes a shard-log record; false if it is not a well-formed version-1 record.
+bool decode_record(std::string_view rec, shard_id shard, log_offset offset, stored_event& out) {
+  if (rec.size() < record_fixed_size || static_cast<std::uint8_t>(rec[0]) != record_version)
+    return false;
+  const std::size_t id_size = static_cast<unsigned char>(rec[17]);
+  if (id_size == 0 || rec.size() < record_fixed_size + id_size)
+    return false;
+  out.persistence_id.assign(rec.substr(record_fixed_size, id_size));
+  out.seq = load_be(rec.data() + 1, 8);
+  out.shard = shard;
+  out.offset = offset;
+  out.written_at = static_cast<epoch_ms>(load_be(rec.data() + 9, 8));
+  out.payload.assign(rec.substr(record_fixed_size + id_size));
+  return true;
+}
+
+std::string log_db_name(shard_id shard) {
+  char name[24];
+  std::snprintf(name, sizeof name, "log/%04u", static_cast<unsigned>(shard));
+  return name;
+}
+
+/// At most 64 printable characters of `s`, for messages about unexpected on-disk values.
+std::string printable(std::string_view s) {
+  std::string out;
+  for (char c : s.substr(0, 64))
+    out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
+  if (s.size() > 64)
+    out += "...";
+  return out;
+}
+
+epoch_ms now_ms() noexcept {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+/// The highest sequence number of the id in the index behind `cursor` (0 when none): seeks to
+/// the first key after the id's last possible key and steps back.
+int find_highest(MDB_cursor* cursor, id_key& key, sequence_nr& out) noexcept {
+  out = 0;
+  MDB_val k = key.with_seq(std::numeric_limits<sequence_nr>::max());
+  MDB_val v;
+  int rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE);
+  if (rc == MDB_SUCCESS) {
+    if (auto seq = key.seq_of(k); seq && *seq == std::numeric_limits<sequence_nr>::max()) {
+      out = *seq;
+      return MDB_SUCCESS;
+    }
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_PREV);
+  } else if (rc == MDB_NOTFOUND) {
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST); // past the end of the database
+  }
+  if (rc == MDB_NOTFOUND)
+    return MDB_SUCCESS;
+  if (rc != MDB_SUCCESS)
+    return rc;
+  out = key.seq_of(k).value_or(0);
+  return MDB_SUCCESS;
+}
+
+/// The last offset of a shard log (0 when empty).
+int find_log_end(MDB_cursor* cursor, log_offset& out) noexcept {
+  out = 0;
+  MDB_val k, v;
+  int rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST);
+  if (rc == MDB_NOTFOUND)
+    return MDB_SUCCESS;
+  if (rc != MDB_SUCCESS)
+    return rc;
+  if (k.mv_size != 8)
+    return MDB_CORRUPTED;
+  out = load_be(static_cast<const char*>(k.mv_data), 8);
+  return MDB_SUCCESS;
+}
+
+/// Aborts a transaction when leaving scope, unless released (committed or already ended).
+class txn_guard {
+public:
+  explicit txn_guard(MDB_txn* txn) noexcept : txn_(txn) {}
+  txn_guard(const txn_guard&) = delete;
+  txn_guard& operator=(const txn_guard&) = delete;
+  ~txn_guard() {
+    if (txn_ != nullptr)
+      mdb_txn_abort(txn_);
+  }
+  MDB_txn* get() const noexcept { return txn_; }
+  MDB_txn* release() noexcept { return std::exchange(txn_, nullptr); }
+
+private:
+  MDB_txn* txn_;
+};
+
+/// Closes a read-only transaction's cursor (LMDB frees write-transaction cursors itself).
+class read_cursor {
+public:
+  read_cursor() = default;
+  read_cursor(const read_cursor&) = delete;
+  read_cursor& operator=(const read_cursor&) = delete;
+  ~read_cursor() {
+    if (cursor_ != nullptr)
+      mdb_cursor_close(cursor_);
+  }
+  int open(MDB_txn* txn, MDB_dbi dbi) noexcept { return mdb_cursor_open(txn, dbi, &cursor_); }
+  MDB_cursor* get() const noexcept { return cursor_; }
+
+private:
+  MDB_cursor* cursor_ = nullptr;
+};
+
+/// Closes an environment that never made it into a journal.
+struct env_closer {
+  void operator()(MDB_env* env) const noexcept { mdb_env_close(env); }
+};
+using env_ptr = std::unique_ptr<MDB_env, env_closer>;
+
+/// Data directories open in this process: LMDB must never open one environment twice in a
+/// process (its POSIX locks would silently break). Held for the life of a journal.
+class dir_claim {
+public:
+  dir_claim() = default;
+  dir_claim(dir_claim&& other) noexcept : key_(std::exchange(other.key_, {})) {}
+  dir_claim& operator=(dir_claim&&) = delete;
+  ~dir_claim() {
+    if (!key_.empty()) {
+      std::lock_guard lock{mutex()};
+      dirs().erase(key_);
+    }
+  }
+  /// Claims `dir`; false when it is already open in this process.
+  bool claim(std::string key) {
+    std::lock_guard lock{mutex()};
+    if (!dirs().insert(key).second)
+      return false;
+    key_ = std::move(key);
+    return true;
+  }
+
+private:
+  static std::mutex& mutex() {
+    static std::mutex m;
+    return m;
+  }
+  static std::set<std::string>& dirs() {
+    static std::set<std::string> s;
+    return s;
+  }
+  std::string key_;
+};
+
+/// The database handles of an open journal.
+struct databases {
+  MDB_dbi index = 0;
+  MDB_dbi snapshots = 0;
+  std::vector<MDB_dbi> logs;
+};
+
+error make_error(errc code, std::string message) {
+  return error{code, std::move(message)};
+}
+
+/// Opens (creating on a fresh environment) the meta, index, snapshot and shard-log databases and
+/// checks format and shard count.
+expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
+  const fs::path& dir = opts.dir;
+  MDB_txn* raw_txn = nullptr;
+  if (int rc = mdb_txn_begin(env, nullptr, 0, &raw_txn))
+    return lmdb_error(rc, "mdb_txn_begin(open)", dir);
+  txn_guard txn{raw_txn};
+
+  MDB_dbi meta = 0;
+  bool fresh = false;
+  int rc = mdb_dbi_open(txn.get(), "meta", 0, &meta);
+  if (rc == MDB_NOTFOUND) {
+    // Fresh only if the environment holds nothing at all; anything else is not our journal.
+    MDB_dbi main_db = 0;
+    MDB_stat st;
+    if (int rc2 = mdb_dbi_open(txn.get(), nullptr, 0, &main_db))
+      return lmdb_error(rc2, "mdb_dbi_open(main)", dir);
+    if (int rc2 = mdb_stat(txn.get(), main_db, &st))
+      return lmdb_error(rc2, "mdb_stat(main)", dir);
+    if (st.ms_entries != 0)
+      return make_error(errc::unknown_format,
+                        "data dir " + dir.string()
+                          + " was written by journal format <none> (an LMDB environment without"
+                            " journal metadata), this build reads "
+                          + std::string{journal_format});
+    fresh = true;
+    if (int rc2 = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &meta))
+      return lmdb_error(rc2, "mdb_dbi_open(meta)", dir);
+    MDB_val k = to_val(format_key);
+    MDB_val v = to_val(journal_format);
+    if (int rc2 = mdb_put(txn.get(), meta, &k, &v, 0))
+      return lmdb_error(rc2, "mdb_put(meta format)", dir);
+    char shards[4];
+    store_be(shards, opts.number_of_shards, 4);
+    k = to_val(shards_key);
+    v = MDB_val{sizeof shards, shards};
+    if (int rc2 = mdb_put(txn.get(), meta, &k, &v, 0))
+      return lmdb_error(rc2, "mdb_put(meta shards)", dir);
+  } else if (rc != MDB_SUCCESS) {
+    return lmdb_error(rc, "mdb_dbi_open(meta)", dir);
+  } else {
+    MDB_val k = to_val(format_key);
+    MDB_val v;
+    rc = mdb_get(txn.get(), meta, &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return lmdb_error(rc, "mdb_get(meta format)", dir);
+    if (rc == MDB_NOTFOUND || to_view(v) != journal_format) {
+      std::string found = rc == MDB_NOTFOUND ? "<none>" : printable(to_view(v));
+      return make_error(errc::unknown_format, "data dir " + dir.string()
+                                                + " was written by journal format " + found
+                                                + ", this build reads "
+                                                + std::string{journal_format});
+    }
+    k = to_val(shards_key);
+    rc = mdb_get(txn.get(), meta, &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return lmdb_error(rc, "mdb_get(meta shards)", dir);
+    if (rc == MDB_NOTFOUND || v.mv_size != 4)
+      return make_error(errc::corrupt,
+                        "data dir " + dir.string() + " has no valid shard count in its metadata");
+    auto stored = static_cast<std::uint32_t>(load_be(static_cast<const char*>(v.mv_data), 4));
+    if (stored != opts.number_of_shards)
+      return make_error(errc::config_mismatch,
+                        "data dir " + dir.string() + " was created with "
+                          + std::to_string(stored) + " shards, but is opened with "
+                          + std::to_string(opts.number_of_shards));
+  }
+
+  const unsigned int flags = fresh ? MDB_CREATE : 0;
+  auto open_db = [&](const std::string& name, MDB_dbi& out) -> std::optional<error> {
+    int rc2 = mdb_dbi_open(txn.get(), name.c_str(), flags, &out);
+    if (rc2 == MDB_NOTFOUND)
+      return make_error(errc::corrupt, "data dir " + dir.string() + " misses database " + name);
+    if (rc2 != MDB_SUCCESS)
+      return lmdb_error(rc2, "mdb_dbi_open(" + name + ")", dir);
+    return std::nullopt;
+  };
+  databases dbs;
+  if (auto err = open_db("index", dbs.index))
+    return *err;
+  if (auto err = open_db("snapshots", dbs.snapshots))
+    return *err;
+  dbs.logs.resize(opts.number_of_shards);
+  for (shard_id s = 0; s < opts.number_of_shards; ++s)
+    if (auto err = open_db(log_db_name(s), dbs.logs[s]))
+      return *err;
+
+  if (int rc2 = mdb_txn_commit(txn.release()))
+    return lmdb_error(rc2, "mdb_txn_commit(open)", dir);
+  return dbs;
+}
+
+} // namespace
+
+/// The LMDB journal: one environment, one writer thread doing group commits, reads from any
+/// thread in short read-only transactions.
+class lmdb_journal final : public journal {
+public:
+  /// Opens or creates the journal described by `opts` and starts its writer thread.
+  static expected<std::unique_ptr<journal>> open(lmdb_options opts);
+
+  /// Stops accepting appends, commits what is queued, joins the writer and closes the env.
+  ~lmdb_journal() override;
+
+  /// Queues the append for the writer thread; refused at once (errc::closed) while closing.
+  void append_async(append_request req, append_callback done) override;
+  /// Queues the snapshot for the writer thread; refused at once (errc::closed) while closing.
+  void save_snapshot_async(snapshot snap, std::function<void(expected<void>)> done) override;
+  /// Range scan of the index from (id, from), each entry looked up in its shard log.
+  expected<std::vector<stored_event>> replay(const std::string& persistence_id, sequence_nr from,
+                                             std::size_t max) const override;
+  /// The last index key of the id, found by seeking past it and stepping back.
+  expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) const override;
+  /// The id's entry in the snapshots database.
+  expected<std::optional<snapshot>> load_snapshot(const std::string& persistence_id) const override;
+  /// A range scan of one shard log database.
+  expected<std::vector<stored_event>> read_shard_log(shard_id shard, log_offset from,
+                                                     std::size_t max) const override;
+  /// The last key of one shard log database.
+  expected<log_offset> shard_log_end(shard_id shard) const override;
+  /// The shard count the journal was created with.
+  std::uint32_t number_of_shards() const noexcept override { return number_of_shards_; }
+
+private:
+  struct pending_append {
+    append_request req;
+    append_callback done;
+  };
+  struct pending_snapshot {
+    snapshot snap;
+    std::function<void(expected<void>)> done;
+  };
+  using work = std::variant<pending_append, pending_snapshot>;
+  /// The result of one work item: written append, written snapshot (monostate) or an error.
+  using outcome = std::variant<std::monostate, append_result, error>;
+
+  /// What one attempt at writing a batch did.
+  struct batch_attempt {
+    int rc = MDB_SUCCESS;      ///< an LMDB failure that fails the whole batch
+    std::string operation;     ///< the call that failed
+    bool committed = false;    ///< false also when nothing needed writing
+    std::size_t appends = 0;
+    std::size_t events = 0;
+    std::chrono::nanoseconds commit_time{0};
+  };
+
+  /// Holds the map lock (shared) and a read-only transaction for one read call.
+  class read_txn {
+  public:
+    explicit read_txn(const lmdb_journal& j) : lock_(wait_for_resize(j)), env_(j.env_) {}
+    read_txn(const read_txn&) = delete;
+    read_txn& operator=(const read_txn&) = delete;
+    ~read_txn() {
+      if (txn_ != nullptr)
+        mdb_txn_abort(txn_);
+    }
+    int begin() noexcept { return mdb_txn_begin(env_, nullptr, MDB_RDONLY, &txn_); }
+    MDB_txn* get() const noexcept { return txn_; }
+
+  private:
+    // New readers hold back while a resize waits for the lock: glibc's rwlock prefers readers,
+    // so a steady stream of overlapping reads could otherwise starve the resize (and the writer).
+    static std::shared_lock<std::shared_mutex> wait_for_resize(const lmdb_journal& j) {
+      j.resize_pending_.wait(true);
+      return std::shared_lock{j.map_mutex_};
+    }
+
+    std::shared_lock<std::shared_mutex> lock_;
+    MDB_env* env_;
+    MDB_txn* txn_ = nullptr;
+  };
+
+  lmdb_journal(const lmdb_options& opts, env_ptr env, databases dbs, dir_claim claim);
+
+  void run_writer();
+  void run_batch(std::vector<work>& batch);
+  batch_attempt write_batch(std::vector<work>& batch, epoch_ms at, std::vector<outcome>& results);
+  std::optional<error> enqueue(work& item);
+  std::optional<error> validate(const append_request& req) const;
+  bool grow_map(std::string& failure);
+  error failure(int rc, std::string_view operation) const { return lmdb_error(rc, operation, dir_); }
+  error broken_error() const;
+  error corrupt_error(std::string what) const;
+
+  const fs::path dir_;
+  const std::uint32_t number_of_shards_;
+  const std::size_t max_batch_;
+  const commit_observer on_commit_;
+  dir_claim claim_;
+  MDB_env* env_;
+  const databases dbs_;
+
+  /// Readers hold it shared for the life of their read transaction; a map resize holds it
+  /// exclusively (mdb_env_set_mapsize must not run while a read transaction is open).
+  mutable std::shared_mutex map_mutex_;
+  mutable std::atomic<bool> resize_pending_{false}; ///< a resize waits for map_mutex_
+  std::size_t map_size_ = 0;        ///< current map size; only the writer thread changes it
+  std::atomic<bool> broken_{false}; ///< a failed remap left the environment unusable
+
+  std::mutex queue_mutex_;
+  std::condition_variable queue_cv_;
+  std::deque<work> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+};
+
+lmdb_journal::lmdb_journal(const lmdb_options& opts, env_ptr env, databases dbs, dir_claim claim)
+  : dir_(opts.dir),
+    number_of_shards_(opts.number_of_shards),
+    max_batch_(opts.max_batch_appends),
+    on_commit_(opts.on_commit),
+    claim_(std::move(claim)),
+    env_(env.release()),
+    dbs_(std::move(dbs)) {
+  MDB_envinfo info;
+  map_size_ = mdb_env_info(env_, &info) == MDB_SUCCESS ? info.me_mapsize : opts.initial_map_size;
+}
+
+expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
+  const fs::path& dir = opts.dir;
+  if (dir.empty())
+    return make_error(errc::invalid_argument, "open_lmdb_journal: no data dir given");
+  if (opts.number_of_shards == 0 || opts.number_of_shards > max_shards)
+    return make_error(errc::invalid_argument,
+                      "data dir " + dir.string() + ": number_of_shards must be 1.."
+                        + std::to_string(max_shards) + ", is "
+                        + std::to_string(opts.number_of_shards));
+  if (opts.max_batch_appends == 0)
+    return make_error(errc::invalid_argument,
+                      "data dir " + dir.string() + ": max_batch_appends must be at least 1");
+
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return detail::fs_error(ec, "creating data dir", dir);
+  if (!fs::is_directory(dir, ec))
+    return detail::fs_error(ec ? ec : std::make_error_code(std::errc::not_a_directory),
+                            "opening data dir", dir);
+  auto canonical = fs::canonical(dir, ec);
+  if (ec)
+    return detail::fs_error(ec, "resolving data dir", dir);
+  dir_claim claim;
+  if (!claim.claim(canonical.string()))
+    return make_error(errc::invalid_argument,
+                      "data dir " + dir.string() + " is already open in this process");
+
+  MDB_env* raw_env = nullptr;
+  if (int rc = mdb_env_create(&raw_env))
+    return lmdb_error(rc, "mdb_env_create", dir);
+  env_ptr env{raw_env};
+  if (int rc = mdb_env_set_maxdbs(env.get(), opts.number_of_shards + extra_dbs))
+    return lmdb_error(rc, "mdb_env_set_maxdbs", dir);
+  if (int rc = mdb_env_set_maxreaders(env.get(), max_readers))
+    return lmdb_error(rc, "mdb_env_set_maxreaders", dir);
+  if (opts.initial_map_size != 0)
+    if (int rc = mdb_env_set_mapsize(env.get(), opts.initial_map_size))
+      return lmdb_error(rc, "mdb_env_set_mapsize", dir);
+  // Full durability: no MDB_NOSYNC / MDB_NOMETASYNC / MDB_MAPASYNC, a commit returns after fsync.
+  if (int rc = mdb_env_open(env.get(), dir.c_str(), MDB_NOTLS, file_mode))
+    return lmdb_error(rc, "mdb_env_open", dir);
+  int dead_readers = 0;
+  if (int rc = mdb_reader_check(env.get(), &dead_readers))
+    return lmdb_error(rc, "mdb_reader_check", dir);
+
+  auto dbs = open_databases(env.get(), opts);
+  if (!dbs)
+    return std::move(dbs).error();
+
+  std::unique_ptr<lmdb_journal> j{
+    new lmdb_journal(opts, std::move(env), std::move(*dbs), std::move(claim))};
+  try {
+    j->writer_ = std::thread{[raw = j.get()] { raw->run_writer(); }};
+  } catch (const std::system_error& e) {
+    return make_error(errc::io_error,
+                      "data dir " + dir.string() + ": cannot start the writer thread: " + e.what());
+  }
+  return std::unique_ptr<journal>{std::move(j)};
+}
+
+lmdb_journal::~lmdb_journal() {
+  {
+    std::lock_guard lock{queue_mutex_};
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable())
+    writer_.join();
+  mdb_env_close(env_);
+}
+
+// ---- write side ----
+
+void lmdb_journal::append_async(append_request req, append_callback done) {
+  work item{pending_append{std::move(req), std::move(done)}};
+  if (auto refusal = enqueue(item)) {
+    auto& a = std::get<pending_append>(item);
+    if (a.done)
+      a.done(make_error(refusal->code, refusal->message + "; append to '"
+                                         + a.req.persistence_id + "' not written"));
+  }
+}
+
+void lmdb_journal::save_snapshot_async(snapshot snap, std::function<void(expected<void>)> done) {
+  work item{pending_snapshot{std::move(snap), std::move(done)}};
+  if (auto refusal = enqueue(item)) {
+    auto& s = std::get<pending_snapshot>(item);
+    if (s.done)
+      s.done(make_error(refusal->code, refusal->message + "; snapshot of '"
+                                         + s.snap.persistence_id + "' not written"));
+  }
+}
+
+std::optional<error> lmdb_journal::enqueue(work& item) {
+  try {
+    {
+      std::lock_guard lock{queue_mutex_};
+      if (stopping_)
+        return make_error(errc::closed, "journal in " + dir_.string() + " is closing");
+      queue_.push_back(std::move(item)); // strong guarantee: on bad_alloc `item` is intact
+    }
+    queue_cv_.notify_one();
+    return std::nullopt;
+  } catch (const std::bad_alloc&) {
+    return make_error(errc::io_error, "journal in " + dir_.string() + " is out of memory");
+  }
+}
+
+void lmdb_journal::run_writer() {
+  std::vector<work> batch;
+  for (;;) {
+    batch.clear();
+    {
+      std::unique_lock lock{queue_mutex_};
+      queue_cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (queue_.empty())
+        return; // stopping, and everything queued has been committed
+      const std::size_t n = std::min(queue_.size(), max_batch_);
+      for (std::size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+    }
+    run_batch(batch);
+  }
+}
+
+void lmdb_journal::run_batch(std::vector<work>& batch) {
+  std::vector<outcome> results(batch.size());
+  const epoch_ms at = now_ms();
+  batch_attempt attempt;
+  for (;;) {
+    try {
+      attempt = write_batch(batch, at, results);
+    } catch (const std::bad_alloc&) {
+      attempt = batch_attempt{};
+      attempt.rc = ENOMEM;
+      attempt.operation = "writing a batch";
+    }
+    if (attempt.rc != MDB_MAP_FULL)
+      break;
+    std::string grow_failure;
+    if (!grow_map(grow_failure)) {
+      attempt.operation = std::move(grow_failure);
+      break;
+    }
+  }
+  if (attempt.rc != MDB_SUCCESS) {
+    // Nothing of the batch was written; the journal stays open for later batches.
+    error err = failure(attempt.rc, attempt.operation);
+    err.code = errc::io_error;
+    for (auto& r : results)
+      r = err;
+  }
+  // The observer runs before the callbacks, so whoever waits for the last append of a run
+  // also sees the observer's counts of it.
+  if (attempt.committed && on_commit_) {
+    try {
+      on_commit_(attempt.appends, attempt.events, attempt.commit_time);
+    } catch (...) {
+      // A metrics hook must not take the writer thread down.
+    }
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    try {
+      if (auto* a = std::get_if<pending_append>(&batch[i])) {
+        if (!a->done)
+          continue;
+        if (auto* ok = std::get_if<append_result>(&results[i]))
+          a->done(*ok);
+        else if (auto* err = std::get_if<error>(&results[i]))
+          a->done(std::move(*err));
+        else
+          a->done(make_error(errc::io_error, "append to '" + a->req.persistence_id + "' in "
+                                               + dir_.string() + " has no outcome"));
+      } else if (auto* s = std::get_if<pending_snapshot>(&batch[i])) {
+        if (!s->done)
+          continue;
+        if (auto* err = std::get_if<error>(&results[i]))
+          s->done(std::move(*err));
+        else
+          s->done(expected<void>{});
+      }
+    } catch (...) {
+      // Callbacks must not throw; if one does, the other waiters still get their results.
+    }
+  }
+}
+
+std::optional<error> lmdb_journal::validate(const append_request& req) const {
+  const auto& id = req.persistence_id;
+  if (!valid_id(id))
+    return make_error(errc::invalid_argument,
+                      "append in " + dir_.string() + ": persistence id must be 1.."
+                        + std::to_string(max_id_size) + " bytes, is "
+                        + std::to_string(id.size()));
+  if (req.shard >= number_of_shards_)
+    return make_error(errc::invalid_argument,
+                      "append to '" + id + "' in " + dir_.string() + ": shard "
+                        + std::to_string(req.shard) + " is out of range (journal has "
+                        + std::to_string(number_of_shards_) + " shards)");
+  if (req.events.empty())
+    return make_error(errc::invalid_argument,
+                      "append to '" + id + "' in " + dir_.string() + " has no events");
+  for (const auto& e : req.events)
+    if (e.size() > max_payload_size)
+      return make_error(errc::invalid_argument, "append to '" + id + "' in " + dir_.string()
+                                                  + ": event of " + std::to_string(e.size())
+                                                  + " bytes is too large");
+  return std::nullopt;
+}
+
+lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, epoch_ms at,
+                                                      std::vector<outcome>& results) {
+  batch_attempt out;
+  auto fail = [&out](int rc, std::string operation) {
+    out.rc = rc;
+    out.operation = std::move(operation);
+    out.committed = false;
+    return out;
+  };
+  if (broken_.load())
+    return fail(EIO, "writing after a failed map resize");
+
+  MDB_txn* raw_txn = nullptr;
+  if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw_txn))
+    return fail(rc, "mdb_txn_begin(write)");
+  txn_guard txn{raw_txn};
+  // Cursors of a write transaction are freed by LMDB when the transaction ends.
+  MDB_cursor* index_cursor = nullptr;
+  if (int rc = mdb_cursor_open(txn.get(), dbs_.index, &index_cursor))
+    return fail(rc, "mdb_cursor_open(index)");
+
+  // Highest seq per id and last offset per shard as seen inside this transaction, so that
+  // earlier appends of the same batch count.
+  std::unordered_map<std::string_view, sequence_nr> highest;
+  std::unordered_map<shard_id, log_offset> log_ends;
+  std::size_t snapshots_written = 0;
+
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    if (auto* s = std::get_if<pending_snapshot>(&batch[i])) {
+      const auto& snap = s->snap;
+      if (!valid_id(snap.persistence_id) || snap.payload.size() > max_payload_size) {
+        results[i] = make_error(errc::invalid_argument,
+                                "snapshot in " + dir_.string()
+                                  + ": persistence id must be 1..255 bytes (is "
+                                  + std::to_string(snap.persistence_id.size())
+                                  + ") and the payload below 4 GiB");
+        continue;
+      }
+      id_key key{snap.persistence_id};
+      MDB_val k = key.prefix_val();
+      MDB_val v{8 + snap.payload.size(), nullptr};
+      if (int rc = mdb_put(txn.get(), dbs_.snapshots, &k, &v, MDB_RESERVE))
+        return fail(rc, "mdb_put(snapshots)");
+      auto* p = static_cast<char*>(v.mv_data);
+      store_be(p, snap.seq, 8);
+      std::copy(snap.payload.begin(), snap.payload.end(), p + 8);
+      results[i] = std::monostate{};
+      ++snapshots_written;
+      continue;
+    }
+
+    auto& a = std::get<pending_append>(batch[i]);
+    const auto& req = a.req;
+    if (auto err = validate(req)) {
+      results[i] = std::move(*err);
+      continue;
+    }
+    // Validate everything before the first put, so a refused append leaves no partial writes.
+    id_key key{req.persistence_id};
+    sequence_nr high = 0;
+    if (auto it = highest.find(req.persistence_id); it != highest.end()) {
+      high = it->second;
+    } else {
+      if (int rc = find_highest(index_cursor, key, high))
+        return fail(rc, "reading the highest seq of '" + req.persistence_id + "'");
+      highest.emplace(req.persistence_id, high);
+    }
+    if (high == std::numeric_limits<sequence_nr>::max() || req.first_seq != high + 1
+        || req.events.size() - 1 > std::numeric_limits<sequence_nr>::max() - req.first_seq) {
+      results[i] = make_error(errc::sequence_conflict,
+                              "append to '" + req.persistence_id + "' in " + dir_.string()
+                                + ": first_seq is " + std::to_string(req.first_seq)
+                                + " but the highest written seq is " + std::to_string(high));
+      continue;
+    }
+    log_offset end = 0;
+    if (auto it = log_ends.find(req.shard); it != log_ends.end()) {
+      end = it->second;
+    } else {
+      MDB_cursor* log_cursor = nullptr;
+      if (int rc = mdb_cursor_open(txn.get(), dbs_.logs[req.shard], &log_cursor))
+        return fail(rc, "mdb_cursor_open(" + log_db_name(req.shard) + ")");
+      if (int rc = find_log_end(log_cursor, end))
+        return fail(rc, "reading the end of " + log_db_name(req.shard));
+    }
+
+    for (std::size_t e = 0; e < req.events.size(); ++e) {
+      const sequence_nr seq = req.first_seq + e;
+      const log_offset off = end + 1 + e;
+      const std::string_view payload = req.events[e];
+      offset_key log_key{off};
+      MDB_val k = log_key.val();
+      MDB_val v{record_size(req.persistence_id, payload), nullptr};
+      if (int rc = mdb_put(txn.get(), dbs_.logs[req.shard], &k, &v, MDB_APPEND | MDB_RESERVE))
+        return fail(rc, "mdb_put(" + log_db_name(req.shard) + ")");
+      encode_record(static_cast<char*>(v.mv_data), req.persistence_id, seq, at, payload);
+
+      char index_value[index_value_size];
+      store_be(index_value, req.shard, 4);
+      store_be(index_value + 4, off, 8);
+      MDB_val ik = key.with_seq(seq);
+      MDB_val iv{sizeof index_value, index_value};
+      if (int rc = mdb_put(txn.get(), dbs_.index, &ik, &iv, MDB_NOOVERWRITE))
+        return fail(rc, "mdb_put(index)");
+    }
+    const sequence_nr last_seq = req.first_seq + req.events.size() - 1;
+    const log_offset last_offset = end + req.events.size();
+    highest[req.persistence_id] = last_seq;
+    log_ends[req.shard] = last_offset;
+    results[i] = append_result{last_seq, last_offset, at};
+    ++out.appends;
+    out.events += req.events.size();
+  }
+
+  if (out.appends == 0 && snapshots_written == 0)
+    return out; // nothing to write: the guard aborts the transaction, no fsync needed
+  const auto started = std::chrono::steady_clock::now();
+  if (int rc = mdb_txn_commit(txn.release())) // on failure LMDB has freed the transaction
+    return fail(rc, "mdb_txn_commit");
+  out.commit_time = std::chrono::steady_clock::now() - started;
+  out.committed = true;
+  return out;
+}
+
+bool lmdb_journal::grow_map(std::string& failure) {
+  if (map_size_ > std::numeric_limits<std::size_t>::max() / 2) {
+    failure = "growing the map beyond " + std::to_string(map_size_) + " bytes";
+    return false;
+  }
+  const std::size_t next = map_size_ * 2;
+  resize_pending_.store(true);
+  int rc = MDB_SUCCESS;
+  {
+    std::unique_lock lock{map_mutex_};
+    rc = mdb_env_set_mapsize(env_, next);
+    if (rc != MDB_SUCCESS) {
+      // LMDB unmapped the old map before failing to map the new one: the env is unusable.
+      broken_.store(true);
+    } else {
+      MDB_envinfo info;
+      map_size_ = mdb_env_info(env_, &info) == MDB_SUCCESS ? info.me_mapsize : next;
+    }
+  }
+  resize_pending_.store(false);
+  resize_pending_.notify_all();
+  if (rc != MDB_SUCCESS) {
+    failure = "mdb_env_set_mapsize(" + std::to_string(next) + ") [" + std::to_string(rc) + "]";
+    return false;
+  }
+  return true;
+}
+
+// ---- read side ----
+
+error lmdb_journal::broken_error() const {
+  return make_error(errc::io_error, "journal in " + dir_.string()
+                                      + " is unusable after a failed map resize; reopen it");
+}
+
+error lmdb_journal::corrupt_error(std::string what) const {
+  return make_error(errc::corrupt, "data dir " + dir_.string() + ": " + what);
+}
+
+expected<std::vector<stored_event>>
+lmdb_journal::replay(const std::string& persistence_id, sequence_nr from, std::size_t max) const {
+  if (!valid_id(persistence_id))
+    return make_error(errc::invalid_argument, "replay in " + dir_.string()
+                                                + ": persistence id must be 1..255 bytes, is "
+                                                + std::to_string(persistence_id.size()));
+  std::vector<stored_event> out;
+  if (max == 0)
+    return out;
+  read_txn txn{*this};
+  if (broken_.load())
+    return broken_error();
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(replay)");
+  read_cursor cursor;
+  if (int rc = cursor.open(txn.get(), dbs_.index))
+    return failure(rc, "mdb_cursor_open(index)");
+
+  id_key key{persistence_id};
+  MDB_val k = key.with_seq(from);
+  MDB_val v;
+  int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
+  while (rc == MDB_SUCCESS) {
+    auto seq = key.seq_of(k);
+    if (!seq)
+      break; // past the last key of this id
+    if (v.mv_size != index_value_size)
+      return corrupt_error("index entry of '" + persistence_id + "' has a bad size");
+    const auto* iv = static_cast<const char*>(v.mv_data);
+    const auto shard = static_cast<shard_id>(load_be(iv, 4));
+    const log_offset off = load_be(iv + 4, 8);
+    if (shard >= number_of_shards_)
+      return corrupt_error("index entry of '" + persistence_id + "' names shard "
+                           + std::to_string(shard));
+    offset_key log_key{off};
+    MDB_val lk = log_key.val();
+    MDB_val rec;
+    if (int rc2 = mdb_get(txn.get(), dbs_.logs[shard], &lk, &rec)) {
+      if (rc2 == MDB_NOTFOUND)
+        return corrupt_error("index entry '" + persistence_id + "' seq " + std::to_string(*seq)
+                             + " points to missing offset " + std::to_string(off) + " of "
+                             + log_db_name(shard));
+      return failure(rc2, "mdb_get(" + log_db_name(shard) + ")");
+    }
+    stored_event event;
+    if (!decode_record(to_view(rec), shard, off, event) || event.persistence_id != persistence_id
+        || event.seq != *seq)
+      return corrupt_error("record at offset " + std::to_string(off) + " of "
+                           + log_db_name(shard) + " does not match its index entry");
+    out.push_back(std::move(event));
+    if (out.size() >= max)
+      return out;
+    rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return failure(rc, "mdb_cursor_get(index)");
+  return out;
+}
+
+expected<sequence_nr> lmdb_journal::highest_sequence_nr(const std::string& persistence_id) const {
+  if (!valid_id(persistence_id))
+    return make_error(errc::invalid_argument, "highest_sequence_nr in " + dir_.string()
+                                                + ": persistence id must be 1..255 bytes, is "
+                                                + std::to_string(persistence_id.size()));
+  read_txn txn{*this};
+  if (broken_.load())
+    return broken_error();
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(highest_sequence_nr)");
+  read_cursor cursor;
+  if (int rc = cursor.open(txn.get(), dbs_.index))
+    return failure(rc, "mdb_cursor_open(index)");
+  id_key key{persistence_id};
+  sequence_nr high = 0;
+  if (int rc = find_highest(cursor.get(), key, high))
+    return failure(rc, "mdb_cursor_get(index)");
+  return high;
+}
+
+expected<std::optional<snapshot>>
+lmdb_journal::load_snapshot(const std::string& persistence_id) const {
+  if (!valid_id(persistence_id))
+    return make_error(errc::invalid_argument, "load_snapshot in " + dir_.string()
+                                                + ": persistence id must be 1..255 bytes, is "
+                                                + std::to_string(persistence_id.size()));
+  read_txn txn{*this};
+  if (broken_.load())
+    return broken_error();
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(load_snapshot)");
+  id_key key{persistence_id};
+  MDB_val k = key.prefix_val();
+  MDB_val v;
+  int rc = mdb_get(txn.get(), dbs_.snapshots, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return std::optional<snapshot>{};
+  if (rc != MDB_SUCCESS)
+    return failure(rc, "mdb_get(snapshots)");
+  if (v.mv_size < 8)
+    return corrupt_error("snapshot of '" + persistence_id + "' is too short");
+  auto bytes = to_view(v);
+  return std::optional<snapshot>{
+    snapshot{persistence_id, load_be(bytes.data(), 8), std::string{bytes.substr(8)}}};
+}
+
+expected<std::vector<stored_event>>
+lmdb_journal::read_shard_log(shard_id shard, log_offset from, std::size_t max) const {
+  if (shard >= number_of_shards_)
+    return make_error(errc::invalid_argument, "read_shard_log in " + dir_.string() + ": shard "
+                                                + std::to_string(shard) + " is out of range ("
+                                                + std::to_string(number_of_shards_)
+                                                + " shards)");
+  std::vector<stored_event> out;
+  if (max == 0)
+    return out;
+  read_txn txn{*this};
+  if (broken_.load())
+    return broken_error();
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(read_shard_log)");
+  read_cursor cursor;
+  if (int rc = cursor.open(txn.get(), dbs_.logs[shard]))
+    return failure(rc, "mdb_cursor_open(" + log_db_name(shard) + ")");
+  offset_key start{from};
+  MDB_val k = start.val();
+  MDB_val v;
+  int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
+  while (rc == MDB_SUCCESS) {
+    if (k.mv_size != 8)
+      return corrupt_error(log_db_name(shard) + " has a key of " + std::to_string(k.mv_size)
+                           + " bytes");
+    const log_offset off = load_be(static_cast<const char*>(k.mv_data), 8);
+    stored_event event;
+    if (!decode_record(to_view(v), shard, off, event))
+      return corrupt_error("record at offset " + std::to_string(off) + " of "
+                           + log_db_name(shard) + " is malformed");
+    out.push_back(std::move(event));
+    if (out.size() >= max)
+      return out;
+    rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_NOTFOUND)
+    return failure(rc, "mdb_cursor_get(" + log_db_name(shard) + ")");
+  return out;
+}
+
+expected<log_offset> lmdb_journal::shard_log_end(shard_id shard) const {
+  if (shard >= number_of_shards_)
+    return make_error(errc::invalid_argument, "shard_log_end in " + dir_.string() + ": shard "
+                                                + std::to_string(shard) + " is out of range ("
+                                                + std::to_string(number_of_shards_)
+                                                + " shards)");
+  read_txn txn{*this};
+  if (broken_.load())
+    return broken_error();
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(shard_log_end)");
+  read_cursor cursor;
+  if (int rc = cursor.open(txn.get(), dbs_.logs[shard]))
+    return failure(rc, "mdb_cursor_open(" + log_db_name(shard) + ")");
+  log_offset end = 0;
+  if (int rc = find_log_end(cursor.get(), end))
+    return failure(rc, "mdb_cursor_get(" + log_db_name(shard) + ")");
+  return end;
+}
+
+expected<std::unique_ptr<journal>> open_lmdb_journal(lmdb_options opts) {
+  return lmdb_journal::open(std::move(opts));
+}
+
+} // namespace kontor::persistence

@@ -1,0 +1,162 @@
+#include <chrono>
+
+#include <caf/all.hpp>
+
+#include "runtime/persistence/journal.hpp"
+#include "runtime/sharding/internal.hpp"
+
+// A persistent entity goes through explicit phases, each its own behaviour:
+//   loading_snapshot → replaying (in steps of `replay_batch` events) → running ⇄ persisting.
+// In every phase but `running`, commands are skipped: CAF keeps them in the mailbox, in
+// order, and offers them again after the next `become` (that is the stash).
+
+namespace kontor::sharding {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<entity_state>*;
+
+epoch_ms now_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+caf::behavior running(self_ptr self);
+
+/// Stops the entity because its stored data cannot be read; queued commands fail with it.
+void fail_recovery(self_ptr self, std::string why) {
+  self->quit(make_error(errc::recovery_failed,
+                        "entity " + self->state.id + " cannot recover: " + why));
+}
+
+void maybe_snapshot(self_ptr self) {
+  auto& st = self->state;
+  auto every = st.settings->snapshot_every;
+  if (every == 0 || st.seq - st.snapshot_seq < every)
+    return;
+  st.settings->journal->save_snapshot_async({st.id, st.seq, st.logic->snapshot()}, {});
+  st.snapshot_seq = st.seq;
+}
+
+/// Waiting for the journal to make the last command's events durable.
+caf::behavior persisting(self_ptr self) {
+  self->set_default_handler(caf::skip);
+  return {
+    [=](append_done& done) {
+      auto& st = self->state;
+      auto promise = std::move(st.pending);
+      if (done.result) {
+        st.seq = done.result->last_seq;
+        st.settings->stats->events_appended += st.pending_events;
+        promise.deliver(st.logic->persisted());
+        maybe_snapshot(self);
+        self->become(running(self));
+        return;
+      }
+      st.settings->stats->journal_failures++;
+      st.logic->aborted();
+      const auto& err = done.result.error();
+      promise.deliver(make_error(errc::journal_failure, err.message));
+      if (err.code == persistence::errc::sequence_conflict) {
+        // Someone else wrote this entity's stream: our state is stale. Stop; the next command
+        // starts a fresh entity that recovers from the journal.
+        self->quit(make_error(errc::journal_failure, err.message));
+        return;
+      }
+      // Nothing was written, so the state is still exact: keep serving.
+      self->become(running(self));
+    },
+  };
+}
+
+/// Handles commands one at a time. Idle entities are stopped by their shard (stop_atom).
+caf::behavior running(self_ptr self) {
+  self->set_default_handler(caf::print_and_drop);
+  return {
+    [=](entity_envelope& env) -> caf::result<std::string> {
+      auto& st = self->state;
+      auto eff = st.logic->handle(env.payload, now_ms());
+      if (eff.events.empty())
+        return std::move(eff.reply);
+      st.pending = self->make_response_promise();
+      st.pending_events = eff.events.size();
+      persistence::append_request req{st.shard, st.id, st.seq + 1, std::move(eff.events)};
+      auto me = caf::actor_cast<caf::actor>(self);
+      st.settings->journal->append_async(
+        std::move(req), [me](persistence::expected<persistence::append_result> res) {
+          caf::anon_send(me, append_done{std::move(res)});
+        });
+      self->become(persisting(self));
+      return st.pending;
+    },
+    [=](stop_atom) { self->quit(); },
+  };
+}
+
+/// Recovery phase 2: applies stored events after the snapshot, one batch per message so that a
+/// long history does not hold a scheduler thread.
+caf::behavior replaying(self_ptr self) {
+  self->set_default_handler(caf::skip);
+  return {
+    [=](replay_atom, sequence_nr from) {
+      auto& st = self->state;
+      auto batch = st.settings->journal->replay(st.id, from, st.settings->replay_batch);
+      if (!batch)
+        return fail_recovery(self, batch.error().message);
+      for (auto& ev : *batch) {
+        if (ev.seq != st.seq + 1)
+          return fail_recovery(self, "gap before event " + std::to_string(ev.seq));
+        if (!st.logic->recover(ev.seq, ev.payload))
+          return fail_recovery(self, "unreadable event " + std::to_string(ev.seq));
+        st.seq = ev.seq;
+      }
+      if (batch->size() == st.settings->replay_batch) {
+        self->send(self, replay_atom::value, st.seq + 1);
+        return;
+      }
+      self->become(running(self));
+    },
+  };
+}
+
+/// Recovery phase 1: the latest snapshot, if any.
+caf::behavior loading_snapshot(self_ptr self) {
+  self->set_default_handler(caf::skip);
+  return {
+    [=](recover_atom) {
+      auto& st = self->state;
+      if (!st.settings->recover_from_snapshots) {
+        self->become(replaying(self));
+        self->send(self, replay_atom::value, sequence_nr{1});
+        return;
+      }
+      auto snap = st.settings->journal->load_snapshot(st.id);
+      if (!snap)
+        return fail_recovery(self, snap.error().message);
+      if (*snap) {
+        if (!st.logic->restore((*snap)->seq, (*snap)->payload))
+          return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
+        st.seq = st.snapshot_seq = (*snap)->seq;
+      }
+      self->become(replaying(self));
+      self->send(self, replay_atom::value, st.seq + 1);
+    },
+  };
+}
+
+} // namespace
+
+caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
+                           caf::actor shard_actor, shared_settings settings) {
+  auto& st = self->state;
+  st.logic = settings->factory(id);
+  st.id = std::move(id);
+  st.shard = shard;
+  st.shard_actor = std::move(shard_actor);
+  st.settings = std::move(settings);
+  st.settings->stats->recoveries++;
+  self->send(self, recover_atom::value);
+  return loading_snapshot(self);
+}
+
+} // namespace kontor::sharding

@@ -1,0 +1,80 @@
+#pragma once
+
+// Internal to runtime/sharding: the shard and entity actors behind the region.
+
+#include <chrono>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/behavior.hpp>
+#include <caf/response_promise.hpp>
+#include <caf/stateful_actor.hpp>
+
+#include "runtime/persistence/journal.hpp"
+#include "runtime/sharding/entity.hpp"
+#include "runtime/sharding/messages.hpp"
+
+namespace kontor::sharding {
+
+/// The journal's answer to an entity's append, sent from the journal's writer thread.
+struct append_done {
+  persistence::expected<persistence::append_result> result;
+};
+
+/// Region settings shared (read-only) by all shards and entities of a region.
+using shared_settings = std::shared_ptr<const region_settings>;
+
+/// State of one persistent entity actor.
+struct entity_state {
+  entity_id id;
+  shard_id shard = 0;
+  caf::actor shard_actor;
+  shared_settings settings;
+  std::unique_ptr<entity_logic> logic;
+  sequence_nr seq = 0;              ///< highest sequence number applied
+  sequence_nr snapshot_seq = 0;     ///< sequence number of the latest snapshot written or read
+  caf::response_promise pending;    ///< the command waiting for its append
+  std::size_t pending_events = 0;
+  static inline const char* name = "kontor.entity";
+};
+
+/// Behaviour of one persistent entity: recovers (snapshot, then events), then runs commands
+/// one at a time, stashing what arrives while it recovers or waits for the journal.
+caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
+                           caf::actor shard_actor, shared_settings settings);
+
+/// A request that arrived for an entity that is stopping; delivered to its successor.
+struct buffered_request {
+  caf::response_promise promise;
+  entity_envelope envelope;
+};
+
+/// A live entity as its shard sees it.
+struct live_entity {
+  caf::actor actor;
+  std::chrono::steady_clock::time_point last_active; ///< last request routed to it
+};
+
+/// State of one shard actor.
+struct shard_state {
+  shard_id id = 0;
+  shared_settings settings;
+  std::unordered_map<entity_id, live_entity> live;
+  bool sweep_scheduled = false;
+  std::unordered_map<caf::actor_addr, entity_id> ids;
+  /// Entities asked to stop (passivation), with the requests that arrived meanwhile.
+  std::unordered_map<entity_id, std::vector<buffered_request>> stopping;
+  static inline const char* name = "kontor.shard";
+};
+
+/// Behaviour of one shard: starts entities on demand, tracks when each was last used, and
+/// passivates idle ones with a periodic sweep (no timer per message).
+caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard,
+                          shared_settings settings);
+
+} // namespace kontor::sharding
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::sharding::append_done)

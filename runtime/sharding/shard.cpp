@@ -1,0 +1,114 @@
+#include <algorithm>
+
+#include <caf/all.hpp>
+
+#include "runtime/sharding/internal.hpp"
+
+// Passivation (as in Akka Cluster Sharding): the shard notes when it last routed a request to
+// each entity, and a periodic sweep stops those idle for `passivate_after`. From the moment it
+// decides to stop one, the shard buffers that entity's requests, sends it stop_atom (which the
+// entity handles only after any command in flight), and when the entity is gone delivers the
+// buffered requests to a fresh incarnation. So no request is lost or reordered by passivation.
+
+namespace kontor::sharding {
+
+namespace {
+
+using self_ptr = caf::stateful_actor<shard_state>*;
+using clock = std::chrono::steady_clock;
+
+std::chrono::milliseconds sweep_interval(const region_settings& s) {
+  return std::max(s.passivate_after / 4, std::chrono::milliseconds(10));
+}
+
+void schedule_sweep(self_ptr self) {
+  auto& st = self->state;
+  if (st.sweep_scheduled)
+    return;
+  st.sweep_scheduled = true;
+  self->delayed_send(self, sweep_interval(*st.settings), sweep_atom::value);
+}
+
+caf::actor start_entity(self_ptr self, const entity_id& id) {
+  auto& st = self->state;
+  auto me = caf::actor_cast<caf::actor>(self);
+  auto entity = self->spawn<caf::monitored>(entity_actor, id, st.id, me, st.settings);
+  st.live.emplace(id, live_entity{entity, clock::now()});
+  st.ids.emplace(entity.address(), id);
+  st.settings->stats->live_entities++;
+  schedule_sweep(self);
+  return entity;
+}
+
+/// Stops entities idle for longer than passivate_after.
+void sweep(self_ptr self) {
+  auto& st = self->state;
+  st.sweep_scheduled = false;
+  auto idle_since = clock::now() - st.settings->passivate_after;
+  for (auto& [id, entity] : st.live) {
+    if (entity.last_active > idle_since || st.stopping.count(id) > 0)
+      continue;
+    st.stopping.emplace(id, std::vector<buffered_request>{});
+    self->send(entity.actor, stop_atom::value);
+  }
+  if (!st.live.empty())
+    schedule_sweep(self);
+}
+
+void on_entity_down(self_ptr self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  auto i = st.ids.find(msg.source);
+  if (i == st.ids.end())
+    return;
+  auto id = std::move(i->second);
+  st.ids.erase(i);
+  st.live.erase(id);
+  st.settings->stats->live_entities--;
+  auto waiting = st.stopping.find(id);
+  if (waiting == st.stopping.end())
+    return;
+  auto buffered = std::move(waiting->second);
+  st.stopping.erase(waiting);
+  st.settings->stats->passivations++;
+  if (buffered.empty())
+    return;
+  auto entity = start_entity(self, id);
+  for (auto& req : buffered)
+    req.promise.delegate(entity, std::move(req.envelope));
+}
+
+} // namespace
+
+caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard,
+                          shared_settings settings) {
+  self->state.id = shard;
+  self->state.settings = std::move(settings);
+  self->set_down_handler([=](caf::down_msg& msg) { on_entity_down(self, msg); });
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& kvp : self->state.live)
+      self->send_exit(kvp.second.actor, msg.reason);
+    self->quit(msg.reason);
+  });
+  return {
+    [=](entity_envelope& env) -> caf::response_promise {
+      auto& st = self->state;
+      auto promise = self->make_response_promise();
+      if (auto waiting = st.stopping.find(env.id); waiting != st.stopping.end()) {
+        waiting->second.push_back({promise, std::move(env)});
+        return promise;
+      }
+      caf::actor entity;
+      if (auto i = st.live.find(env.id); i != st.live.end()) {
+        i->second.last_active = clock::now();
+        entity = i->second.actor;
+      } else {
+        entity = start_entity(self, env.id);
+      }
+      promise.delegate(entity, std::move(env));
+      return promise;
+    },
+    [=](sweep_atom) { sweep(self); },
+  };
+}
+
+} // namespace kontor::sharding

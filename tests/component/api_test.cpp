@@ -1,0 +1,275 @@
+// The command and query routes of API.md against a real node.
+
+#include "tests/component/node_fixture.hpp"
+
+using namespace kontor::test;
+namespace json = boost::json;
+
+namespace {
+
+std::int64_t balance_of(http_client& c, const std::string& id) {
+  auto r = c.get("/accounts/" + id + "?consistent=true");
+  REQUIRE(r.status == 200);
+  return body_json(r).at("balance").as_int64();
+}
+
+} // namespace
+
+TEST_CASE("an opened account is created durably and reads back", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+
+  auto r = c.post("/accounts", open_body("333", 1000));
+  REQUIRE(r.status == 201);
+  CHECK(r.header("location") == "/accounts/333");
+  CHECK(r.header("etag") == "\"1\"");
+  auto acc = body_json(r).as_object();
+  CHECK(acc.at("id") == "333");
+  CHECK(acc.at("owner") == "Mike Magic");
+  CHECK(acc.at("country") == "DE");
+  CHECK(acc.at("currency") == "EUR");
+  CHECK(acc.at("limit") == 1000);
+  CHECK(acc.at("balance") == 0);
+  CHECK(acc.at("status") == "active");
+  CHECK(acc.at("version") == 1);
+
+  auto again = c.post("/accounts", open_body("333", 5));
+  CHECK(again.status == 409);
+  CHECK(body_json(again).at("error") == "account_exists");
+
+  auto got = c.get("/accounts/333?consistent=true");
+  REQUIRE(got.status == 200);
+  CHECK(body_json(got).at("limit") == 1000);
+
+  // Survives a clean restart: the answer came after fsync.
+  CHECK(node.stop() == 0);
+  node.start();
+  http_client c2{node.port()};
+  auto after = c2.get("/accounts/333?consistent=true");
+  REQUIRE(after.status == 200);
+  CHECK(body_json(after).at("owner") == "Mike Magic");
+}
+
+TEST_CASE("opening validates every field", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  struct bad_case {
+    std::string body;
+    std::string field;
+  };
+  std::vector<bad_case> cases = {
+    {open_body("a", -1), "limit"},
+    {open_body("a", 1'000'000'000'001), "limit"},
+    {open_body("a", 10, "ZZZ"), "currency"},
+    {open_body("a", 10, "EUR", "XX"), "country"},
+    {open_body("bad/id", 10), "id"},
+    {open_body(std::string(65, 'x'), 10), "id"},
+    {R"({"id":"a","owner":"","country":"DE","currency":"EUR","limit":1})", "owner"},
+    {R"({"id":"a","country":"DE","currency":"EUR","limit":1})", "owner"},
+  };
+  for (const auto& bc : cases) {
+    INFO(bc.body);
+    auto r = c.post("/accounts", bc.body);
+    CHECK(r.status == 400);
+    auto err = body_json(r).as_object();
+    CHECK(err.at("error") == "invalid_field");
+    CHECK(err.at("field").as_string() == bc.field);
+  }
+  CHECK(c.get("/accounts/a?consistent=true").status == 404);
+}
+
+TEST_CASE("limit updates, locks and unlocks follow the rules", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("333", 1000)).status == 201);
+
+  auto r = c.put("/accounts/333/limit", R"({"limit":2000})");
+  REQUIRE(r.status == 200);
+  auto body = body_json(r).as_object();
+  CHECK(body.at("id") == "333");
+  CHECK(body.at("version") == 2);
+  auto& ev = body.at("events").as_array().at(0).as_object();
+  CHECK(ev.at("type") == "LimitUpdated");
+  CHECK(ev.at("newLimit") == 2000);
+  CHECK(ev.at("oldLimit") == 1000);
+
+  CHECK(c.put("/accounts/333/limit", R"({"limit":-5})").status == 400);
+  CHECK(c.put("/accounts/nobody/limit", R"({"limit":5})").status == 404);
+
+  // Lock: both events in one answer, limit 0.
+  auto lock = c.post("/accounts/333/lock", R"({"reason":"fraud check"})");
+  REQUIRE(lock.status == 200);
+  auto events = body_json(lock).at("events").as_array();
+  REQUIRE(events.size() == 2);
+  CHECK(events[0].at("type") == "LimitChanged");
+  CHECK(events[0].at("newLimit") == 0);
+  CHECK(events[0].at("oldLimit") == 2000);
+  CHECK(events[1].at("type") == "StatusChanged");
+  CHECK(events[1].at("from") == "active");
+  CHECK(events[1].at("to") == "locked");
+  CHECK(events[1].at("seq").as_int64() == events[0].at("seq").as_int64() + 1);
+
+  auto locked = c.put("/accounts/333/limit", R"({"limit":10})");
+  CHECK(locked.status == 409);
+  CHECK(body_json(locked).at("error") == "account_locked");
+  CHECK(c.post("/accounts/333/lock", "{}").status == 409);
+  CHECK(c.post("/accounts/333/transactions", tx_body("t1", "purchase", 1)).status == 409);
+  // Deposits are still accepted on a locked account (only purchases and limit changes are not).
+  CHECK(c.post("/accounts/333/transactions", tx_body("t2", "deposit", 5)).status == 201);
+
+  auto unlock = c.post("/accounts/333/unlock", "");
+  REQUIRE(unlock.status == 200);
+  CHECK(body_json(unlock).at("events").as_array().size() == 1);
+  CHECK(c.post("/accounts/333/unlock", "").status == 409);
+  CHECK(c.put("/accounts/333/limit", R"({"limit":10})").status == 200);
+
+  auto log = all_events(c, "333");
+  std::vector<std::string> types;
+  for (auto& e : log)
+    types.emplace_back(e.at("type").as_string());
+  CHECK(types == std::vector<std::string>{"AccountOpened", "LimitUpdated", "LimitChanged",
+                                          "StatusChanged", "MoneyDeposited", "StatusChanged",
+                                          "LimitUpdated"});
+}
+
+TEST_CASE("purchases and deposits keep the balance within the limit", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("p1", 100)).status == 201);
+
+  auto dep = c.post("/accounts/p1/transactions", tx_body("d1", "deposit", 500));
+  REQUIRE(dep.status == 201);
+  CHECK(body_json(dep).at("balance") == 500);
+  auto ok = c.post("/accounts/p1/transactions", tx_body("b1", "purchase", 600));
+  REQUIRE(ok.status == 201);
+  CHECK(body_json(ok).at("balance") == -100);
+  auto over = c.post("/accounts/p1/transactions", tx_body("b2", "purchase", 1));
+  CHECK(over.status == 400);
+  CHECK(body_json(over).at("error") == "insufficient_funds");
+  auto usd = c.post("/accounts/p1/transactions", tx_body("b3", "deposit", 1, "USD"));
+  CHECK(usd.status == 400);
+  CHECK(body_json(usd).at("error") == "currency_mismatch");
+  CHECK(c.post("/accounts/p1/transactions", tx_body("b4", "purchase", 0)).status == 400);
+  CHECK(c.post("/accounts/p1/transactions", tx_body("b5", "refund", 5)).status == 400);
+  CHECK(c.post("/accounts/nope/transactions", tx_body("b6", "deposit", 5)).status == 404);
+  CHECK(balance_of(c, "p1") == -100);
+}
+
+TEST_CASE("a repeated txId appends nothing and returns the first outcome", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("t", 0)).status == 201);
+  REQUIRE(c.post("/accounts/t/transactions", tx_body("dep", "deposit", 1000)).status == 201);
+
+  auto first = c.post("/accounts/t/transactions", tx_body("tx-42", "purchase", 300));
+  REQUIRE(first.status == 201);
+  auto second = c.post("/accounts/t/transactions", tx_body("tx-42", "purchase", 300));
+  REQUIRE(second.status == 201);
+  CHECK(second.header("idempotent-replayed") == "true");
+  auto a = body_json(first).as_object();
+  auto b = body_json(second).as_object();
+  CHECK(a.at("balance") == 700);
+  CHECK(b.at("balance") == 700);
+  CHECK(a.at("events") == b.at("events"));
+  CHECK(balance_of(c, "t") == 700);
+  CHECK(all_events(c, "t").size() == 3);
+
+  // Same txId, different amount: refused, nothing appended.
+  auto reused = c.post("/accounts/t/transactions", tx_body("tx-42", "purchase", 1));
+  CHECK(reused.status == 409);
+  CHECK(body_json(reused).at("error") == "tx_id_reused");
+  // Survives a restart (the window is rebuilt from events).
+  CHECK(node.stop() == 0);
+  node.start();
+  http_client c2{node.port()};
+  auto third = c2.post("/accounts/t/transactions", tx_body("tx-42", "purchase", 300));
+  CHECK(third.status == 201);
+  CHECK(body_json(third).at("balance") == 700);
+  CHECK(all_events(c2, "t").size() == 3);
+}
+
+TEST_CASE("If-Match with a stale version gets 412 and appends nothing", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("v", 10)).status == 201);
+  auto stale = c.request("PUT", "/accounts/v/limit", R"({"limit":20})",
+                         "Content-Type: application/json\r\nIf-Match: \"7\"\r\n");
+  CHECK(stale.status == 412);
+  CHECK(body_json(stale).at("error") == "version_mismatch");
+  auto fresh = c.request("PUT", "/accounts/v/limit", R"({"limit":20})",
+                         "Content-Type: application/json\r\nIf-Match: \"1\"\r\n");
+  CHECK(fresh.status == 200);
+  CHECK(fresh.header("etag") == "\"2\"");
+  auto garbage = c.request("PUT", "/accounts/v/limit", R"({"limit":20})",
+                           "Content-Type: application/json\r\nIf-Match: soon\r\n");
+  CHECK(garbage.status == 400);
+  auto acc = body_json(c.get("/accounts/v?consistent=true"));
+  CHECK(acc.at("version") == 2);
+  CHECK(acc.at("limit") == 20);
+}
+
+TEST_CASE("addresses and phone numbers", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("a1", 10)).status == 201);
+  auto addr = c.put("/accounts/a1/address",
+                    R"({"street":"Ring 1","city":"Wien","zip":"1010","country":"AT"})");
+  REQUIRE(addr.status == 200);
+  auto ev = body_json(addr).at("events").at(0);
+  CHECK(ev.at("type") == "AddressUpdated");
+  CHECK(ev.at("oldCountry") == "DE");
+  CHECK(c.put("/accounts/a1/address", R"({"street":"x","city":"y","zip":"z"})").status == 400);
+
+  CHECK(c.post("/accounts/a1/phones", R"({"number":"+49 126 555 555"})").status == 200);
+  auto dup = c.post("/accounts/a1/phones", R"({"number":"+49126555555"})");
+  CHECK(dup.status == 409);
+  CHECK(body_json(dup).at("error") == "duplicate_phone");
+  CHECK(c.post("/accounts/a1/phones", R"({"number":"0049 12"})").status == 400);
+
+  auto acc = body_json(c.get("/accounts/a1?consistent=true")).as_object();
+  CHECK(acc.at("country") == "AT");
+  CHECK(acc.at("address").at("city") == "Wien");
+  CHECK(acc.at("phones").as_array().size() == 1);
+}
+
+TEST_CASE("the audit log pages through events and asOf rebuilds the past", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("h", 0)).status == 201);
+  for (int i = 0; i < 25; ++i)
+    REQUIRE(c.post("/accounts/h/transactions", tx_body("d" + std::to_string(i), "deposit", 10))
+              .status == 201);
+  auto page = c.get("/accounts/h/events?from=5&limit=10");
+  REQUIRE(page.status == 200);
+  auto evs = body_json(page).as_array();
+  REQUIRE(evs.size() == 10);
+  CHECK(evs[0].at("seq") == 5);
+  CHECK(evs[9].at("seq") == 14);
+  CHECK(evs[0].at("type") == "MoneyDeposited");
+  CHECK(evs[0].at("data").at("amount") == 10);
+  CHECK(body_json(c.get("/accounts/h/events?from=100")).as_array().empty());
+  CHECK(c.get("/accounts/h/events?from=0").status == 400);
+  CHECK(c.get("/accounts/h/events?limit=abc").status == 400);
+  CHECK(c.get("/accounts/nobody/events").status == 404);
+
+  // asOf at the time of event 5 sees exactly the first five events.
+  std::string at5(evs[0].at("at").as_string());
+  auto past = c.get("/accounts/h?asOf=" + at5);
+  REQUIRE(past.status == 200);
+  auto version = body_json(past).at("version").as_int64();
+  CHECK(version >= 5);
+  CHECK(body_json(past).at("balance").as_int64() == (version - 1) * 10);
+  CHECK(c.get("/accounts/h?asOf=2000-01-01T00:00:00Z").status == 404);
+  CHECK(c.get("/accounts/h?asOf=yesterday").status == 400);
+  auto now = c.get("/accounts/h?asOf=2999-01-01T00:00:00Z");
+  REQUIRE(now.status == 200);
+  CHECK(body_json(now).at("balance") == 250);
+}
+
+TEST_CASE("health and readiness", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  CHECK(c.get("/health").status == 200);
+  CHECK(c.get("/ready").status == 200);
+  CHECK(c.request("POST", "/health", "{}").status == 405);
+}

@@ -1,0 +1,111 @@
+// The kontor-node binary: --help, bad settings and bad data directories are clear errors.
+
+#include <fstream>
+#include <regex>
+
+#include "tests/component/node_fixture.hpp"
+
+using namespace kontor::test;
+
+namespace {
+
+/// Setting names in config/kontor.conf ("name = value" lines).
+std::vector<std::string> settings_in_defaults_file() {
+  std::ifstream in(std::string(KONTOR_SOURCE_DIR) + "/config/kontor.conf");
+  REQUIRE(in);
+  std::vector<std::string> out;
+  std::regex line{R"(^([a-z0-9-]+) =)"};
+  for (std::string s; std::getline(in, s);) {
+    std::smatch m;
+    if (std::regex_search(s, m, line))
+      out.push_back(m[1]);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("--help lists every setting of the defaults file", "[config]") {
+  temp_dir dir;
+  auto res = run_node({"--help"}, (dir.path() / "out.log").string());
+  REQUIRE(res.exit_code == 0);
+  auto names = settings_in_defaults_file();
+  REQUIRE(names.size() >= 19);
+  for (const auto& name : names) {
+    INFO(name);
+    CHECK(res.output.find("--" + name) != std::string::npos);
+  }
+  CHECK(res.output.find("--config") != std::string::npos);
+}
+
+TEST_CASE("bad settings stop the node with a message naming them", "[config]") {
+  temp_dir dir;
+  auto log = (dir.path() / "out.log").string();
+  auto data = (dir.path() / "data").string();
+  struct bad_case {
+    std::vector<std::string> args;
+    std::vector<std::string> env;
+    std::string mention;
+  };
+  std::vector<bad_case> cases = {
+    {{"--http-port", "80x"}, {}, "http-port"},
+    {{"--http-port", "70000"}, {}, "http-port"},
+    {{"--http-threads", "-1"}, {}, "http-threads"},
+    {{"--passivate-after", "5"}, {}, "passivate-after"},
+    {{"--number-of-shards", "0"}, {}, "number-of-shards"},
+    {{"--no-such-flag"}, {}, "no-such-flag"},
+    {{}, {"KONTOR_HTTP_PORT=eighty"}, "http-port"},
+    {{"--seeds", "localhost"}, {}, "seeds"},
+    {{"--seeds", "127.0.0.1:7000"}, {}, "cluster"},
+    {{"--config", "/nonexistent/kontor.conf"}, {}, "config"},
+  };
+  for (auto& bc : cases) {
+    auto args = bc.args;
+    args.insert(args.end(), {"--data-dir", data});
+    auto res = run_node(args, log, std::chrono::seconds(20), bc.env);
+    INFO(res.output);
+    CHECK(res.exit_code == 2);
+    CHECK(res.output.find(bc.mention) != std::string::npos);
+  }
+}
+
+TEST_CASE("the defaults file starts a node, and flags win over the environment", "[config]") {
+  temp_dir dir;
+  node_process node{(dir.path() / "data").string(), (dir.path() / "node.log").string(),
+                    {"--config", std::string(KONTOR_SOURCE_DIR) + "/config/kontor.conf",
+                     "--node-name", "from-flag"}};
+  REQUIRE(node.wait_ready());
+  http_client c{node.port()};
+  auto health = c.get("/health");
+  CHECK(body_json(health).at("node") == "from-flag");
+  CHECK(node.stop() == 0);
+}
+
+TEST_CASE("a corrupt or foreign data directory is a clear startup error", "[config]") {
+  temp_dir dir;
+  auto data = dir.path() / "data";
+  std::filesystem::create_directories(data);
+  {
+    std::ofstream garbage(data / "data.mdb", std::ios::binary);
+    for (int i = 0; i < 100000; ++i)
+      garbage.put(static_cast<char>(i * 7919 % 251));
+  }
+  auto res = run_node({"--data-dir", data.string(), "--http-port", "0"}, (dir.path() / "out.log").string());
+  INFO(res.output);
+  CHECK(res.exit_code == 1);
+  CHECK(res.output.find(data.string()) != std::string::npos);
+
+  // A data dir created with another shard count is refused, not silently re-sharded.
+  auto other = (dir.path() / "other").string();
+  {
+    node_process first{other, (dir.path() / "first.log").string(), {"--number-of-shards", "8"}};
+    REQUIRE(first.wait_ready());
+    CHECK(first.stop() == 0);
+  }
+  auto res2 = run_node({"--data-dir", other, "--http-port", "0", "--number-of-shards", "16"},
+                       (dir.path() / "out2.log").string());
+  INFO(res2.output);
+  CHECK(res2.exit_code == 1);
+  CHECK(res2.output.find("8") != std::string::npos);
+  CHECK(res2.output.find("16") != std::string::npos);
+}

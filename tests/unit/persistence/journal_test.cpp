@@ -1,0 +1,275 @@
+// Single-threaded behaviour of the LMDB journal: append, replay, reopen, atomicity, shard logs,
+// snapshots and argument checks.
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <future>
+#include <latch>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "test_support.hpp"
+
+using kontor::shard_id;
+using namespace kontor::persistence;
+using namespace kontor::persistence::test;
+
+TEST_CASE("appended events replay in order and survive a reopen", "[persistence]") {
+  temp_dir tmp;
+  const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  {
+    auto j = open_ok(options(tmp.journal_dir()));
+    CHECK(j->number_of_shards() == 4);
+    auto r1 = j->append(make_append(2, "acc-1", 1, {"opened", "deposited"}));
+    REQUIRE(r1.has_value());
+    CHECK(r1->last_seq == 2);
+    CHECK(r1->last_offset == 2);
+    CHECK(r1->written_at >= before);
+    auto r2 = j->append(make_append(2, "acc-1", 3, {"withdrawn"}));
+    REQUIRE(r2.has_value());
+    CHECK(r2->last_seq == 3);
+    CHECK(r2->last_offset == 3);
+
+    auto events = j->replay("acc-1", 1, 100);
+    REQUIRE(events.has_value());
+    REQUIRE(events->size() == 3);
+    CHECK(payloads(*events) == std::vector<std::string>{"opened", "deposited", "withdrawn"});
+    for (std::size_t i = 0; i < events->size(); ++i) {
+      const auto& e = (*events)[i];
+      CHECK(e.persistence_id == "acc-1");
+      CHECK(e.seq == i + 1);
+      CHECK(e.offset == i + 1);
+      CHECK(e.shard == 2);
+    }
+    CHECK((*events)[0].written_at == r1->written_at);
+    CHECK((*events)[2].written_at == r2->written_at);
+    CHECK(j->highest_sequence_nr("acc-1").value() == 3);
+    CHECK(j->highest_sequence_nr("unknown").value() == 0);
+  }
+  auto j = open_ok(options(tmp.journal_dir()));
+  auto events = j->replay("acc-1", 1, 100);
+  REQUIRE(events.has_value());
+  CHECK(payloads(*events) == std::vector<std::string>{"opened", "deposited", "withdrawn"});
+  CHECK(j->highest_sequence_nr("acc-1").value() == 3);
+  CHECK(j->shard_log_end(2).value() == 3);
+  auto next = j->append(make_append(2, "acc-1", 4, {"closed"}));
+  REQUIRE(next.has_value());
+  CHECK(next->last_seq == 4);
+  CHECK(next->last_offset == 4);
+}
+
+TEST_CASE("replay honours from and max", "[persistence]") {
+  temp_dir tmp;
+  auto j = open_ok(options(tmp.journal_dir()));
+  REQUIRE(j->append(make_append(0, "x", 1, {"1", "2", "3", "4", "5"})).has_value());
+  CHECK(payloads(j->replay("x", 3, 100).value()) == std::vector<std::string>{"3", "4", "5"});
+  CHECK(payloads(j->replay("x", 2, 2).value()) == std::vector<std::string>{"2", "3"});
+  CHECK(payloads(j->replay("x", 0, 1).value()) == std::vector<std::string>{"1"});
+  CHECK(j->replay("x", 6, 100).value().empty());
+  CHECK(j->replay("x", 1, 0).value().empty());
+  CHECK(j->replay("nobody", 1, 100).value().empty());
+}
+
+TEST_CASE("ids that are prefixes of each other do not mix", "[persistence]") {
+  temp_dir tmp;
+  auto j = open_ok(options(tmp.journal_dir(), 1));
+  const std::string longest(255, '\xff'); // the largest possible index key: end-of-db seeks
+  REQUIRE(j->append(make_append(0, "abc", 1, {"abc-1", "abc-2", "abc-3"})).has_value());
+  REQUIRE(j->append(make_append(0, "ab", 1, {"ab-1"})).has_value());
+  REQUIRE(j->append(make_append(0, "a", 1, {"a-1", "a-2"})).has_value());
+  REQUIRE(j->append(make_append(0, "abcd", 1, {"abcd-1"})).has_value());
+  CHECK(j->highest_sequence_nr(longest).value() == 0);
+  REQUIRE(j->append(make_append(0, longest, 1, {"max-1", "max-2"})).has_value());
+
+  CHECK(payloads(j->replay("a", 1, 100).value()) == std::vector<std::string>{"a-1", "a-2"});
+  CHECK(payloads(j->replay("ab", 1, 100).value()) == std::vector<std::string>{"ab-1"});
+  CHECK(payloads(j->replay("abc", 1, 100).value())
+        == std::vector<std::string>{"abc-1", "abc-2", "abc-3"});
+  CHECK(payloads(j->replay("abcd", 1, 100).value()) == std::vector<std::string>{"abcd-1"});
+  CHECK(payloads(j->replay(longest, 1, 100).value()) == std::vector<std::string>{"max-1", "max-2"});
+  CHECK(j->highest_sequence_nr("a").value() == 2);
+  CHECK(j->highest_sequence_nr("ab").value() == 1);
+  CHECK(j->highest_sequence_nr("abc").value() == 3);
+  CHECK(j->highest_sequence_nr("abcd").value() == 1);
+  CHECK(j->highest_sequence_nr("abcde").value() == 0);
+  CHECK(j->highest_sequence_nr(longest).value() == 2);
+  CHECK(j->replay("abcde", 1, 100).value().empty());
+  CHECK(code_of(j->append(make_append(0, "ab", 1, {"again"}))) == errc::sequence_conflict);
+  CHECK(j->append(make_append(0, "ab", 2, {"ab-2"})).has_value());
+}
+
+TEST_CASE("a refused append writes nothing while the rest of its batch commits",
+          "[persistence]") {
+  temp_dir tmp;
+  std::mutex m;
+  std::vector<std::pair<std::size_t, std::size_t>> commits; // (appends, events)
+  auto opts = options(tmp.journal_dir(), 2);
+  opts.on_commit = [&](std::size_t appends, std::size_t events, std::chrono::nanoseconds) {
+    std::lock_guard lock{m};
+    commits.emplace_back(appends, events);
+  };
+  auto j = open_ok(std::move(opts));
+
+  // A blocker holds the writer in its callback, so that everything below queues up behind it
+  // and is taken as one batch.
+  std::latch release{1};
+  std::promise<bool> blocked;
+  j->append_async(make_append(1, "blocker", 1, {"b"}), [&](expected<append_result> r) {
+    blocked.set_value(r.has_value());
+    release.wait();
+  });
+  const bool blocker_ok = blocked.get_future().get();
+  if (!blocker_ok)
+    release.count_down(); // let the writer go before failing
+  REQUIRE(blocker_ok);
+
+  std::vector<std::future<expected<append_result>>> results;
+  auto submit = [&](append_request req) {
+    auto p = std::make_shared<std::promise<expected<append_result>>>();
+    results.push_back(p->get_future());
+    j->append_async(std::move(req), [p](expected<append_result> r) { p->set_value(std::move(r)); });
+  };
+  submit(make_append(0, "a", 1, {"a-1", "a-2"}));        // ok
+  submit(make_append(0, "b", 5, {"b-5", "b-6", "b-7"})); // wrong first_seq: nothing written
+  submit(make_append(0, "a", 3, {"a-3"}));               // sees a-1..a-2 of the same batch
+  submit(make_append(0, "a", 3, {"a-3-again"}));         // conflicts with the one before
+  submit(make_append(7, "c", 1, {"c-1"}));               // shard out of range
+  submit(make_append(0, "d", 1, {"d-1", "d-2", "d-3"})); // ok
+  release.count_down();
+
+  std::vector<expected<append_result>> r;
+  for (auto& f : results)
+    r.push_back(f.get());
+  REQUIRE(r[0].has_value());
+  CHECK(r[0]->last_seq == 2);
+  CHECK(r[0]->last_offset == 2);
+  CHECK(code_of(r[1]) == errc::sequence_conflict);
+  CHECK_THAT(r[1].error().message, Catch::Contains("'b'"));
+  REQUIRE(r[2].has_value());
+  CHECK(r[2]->last_seq == 3);
+  CHECK(r[2]->last_offset == 3);
+  CHECK(code_of(r[3]) == errc::sequence_conflict);
+  CHECK(code_of(r[4]) == errc::invalid_argument);
+  REQUIRE(r[5].has_value());
+  CHECK(r[5]->last_seq == 3);
+  CHECK(r[5]->last_offset == 6);
+  CHECK(r[0]->written_at == r[5]->written_at);
+
+  {
+    std::lock_guard lock{m};
+    REQUIRE(commits.size() == 2);
+    CHECK(commits[1] == std::pair<std::size_t, std::size_t>{3, 6}); // one batch, one commit
+  }
+  CHECK(j->highest_sequence_nr("b").value() == 0);
+  CHECK(j->replay("b", 1, 100).value().empty());
+  CHECK(j->highest_sequence_nr("c").value() == 0);
+  CHECK(payloads(j->replay("a", 1, 100).value()) == std::vector<std::string>{"a-1", "a-2", "a-3"});
+  CHECK(payloads(j->read_shard_log(0, 1, 100).value())
+        == std::vector<std::string>{"a-1", "a-2", "a-3", "d-1", "d-2", "d-3"});
+  // The refused append can be retried with the right sequence number.
+  CHECK(j->append(make_append(0, "b", 1, {"b-1"})).has_value());
+}
+
+TEST_CASE("invalid appends are refused with invalid_argument", "[persistence]") {
+  temp_dir tmp;
+  auto j = open_ok(options(tmp.journal_dir()));
+  CHECK(code_of(j->append(make_append(0, "", 1, {"e"}))) == errc::invalid_argument);
+  CHECK(code_of(j->append(make_append(0, std::string(256, 'x'), 1, {"e"})))
+        == errc::invalid_argument);
+  CHECK(code_of(j->append(make_append(4, "acc", 1, {"e"}))) == errc::invalid_argument);
+  CHECK(code_of(j->append(make_append(0, "acc", 1, {}))) == errc::invalid_argument);
+  CHECK(code_of(j->append(make_append(0, "acc", 0, {"e"}))) == errc::sequence_conflict);
+  CHECK(code_of(j->append(make_append(0, "acc", 2, {"e"}))) == errc::sequence_conflict);
+  CHECK(j->append(make_append(0, std::string(255, 'x'), 1, {"e"})).has_value());
+  CHECK(j->shard_log_end(0).value() == 1);
+
+  CHECK(code_of(j->replay("", 1, 10)) == errc::invalid_argument);
+  CHECK(code_of(j->highest_sequence_nr(std::string(256, 'x'))) == errc::invalid_argument);
+  CHECK(code_of(j->load_snapshot("")) == errc::invalid_argument);
+  CHECK(code_of(j->read_shard_log(4, 1, 10)) == errc::invalid_argument);
+  CHECK(code_of(j->shard_log_end(4)) == errc::invalid_argument);
+  CHECK(code_of(save_snapshot(*j, snapshot{"", 1, "s"})) == errc::invalid_argument);
+}
+
+TEST_CASE("shard logs are dense per shard and in commit order", "[persistence]") {
+  temp_dir tmp;
+  {
+    auto j = open_ok(options(tmp.journal_dir(), 3));
+    for (shard_id s = 0; s < 3; ++s)
+      CHECK(j->shard_log_end(s).value() == 0);
+    REQUIRE(j->append(make_append(1, "p", 1, {"p1", "p2"})).value().last_offset == 2);
+    REQUIRE(j->append(make_append(0, "q", 1, {"q1"})).value().last_offset == 1);
+    REQUIRE(j->append(make_append(1, "r", 1, {"r1"})).value().last_offset == 3);
+    REQUIRE(j->append(make_append(1, "p", 3, {"p3"})).value().last_offset == 4);
+    REQUIRE(j->append(make_append(0, "q", 2, {"q2", "q3"})).value().last_offset == 3);
+  }
+  auto j = open_ok(options(tmp.journal_dir(), 3));
+  CHECK(j->shard_log_end(0).value() == 3);
+  CHECK(j->shard_log_end(1).value() == 4);
+  CHECK(j->shard_log_end(2).value() == 0);
+
+  auto log1 = j->read_shard_log(1, 1, 100).value();
+  REQUIRE(log1.size() == 4);
+  CHECK(payloads(log1) == std::vector<std::string>{"p1", "p2", "r1", "p3"});
+  for (std::size_t i = 0; i < log1.size(); ++i) {
+    CHECK(log1[i].offset == i + 1);
+    CHECK(log1[i].shard == 1);
+  }
+  CHECK(log1[2].persistence_id == "r");
+  CHECK(log1[2].seq == 1);
+  CHECK(log1[3].persistence_id == "p");
+  CHECK(log1[3].seq == 3);
+
+  auto tail = j->read_shard_log(1, 3, 100).value();
+  REQUIRE(tail.size() == 2);
+  CHECK(tail[0].offset == 3);
+  CHECK(payloads(tail) == std::vector<std::string>{"r1", "p3"});
+  CHECK(payloads(j->read_shard_log(1, 2, 2).value()) == std::vector<std::string>{"p2", "r1"});
+  CHECK(payloads(j->read_shard_log(0, 0, 100).value()) == std::vector<std::string>{"q1", "q2", "q3"});
+  CHECK(j->read_shard_log(1, 5, 100).value().empty());
+  CHECK(j->read_shard_log(2, 1, 100).value().empty());
+  CHECK(j->read_shard_log(1, 1, 0).value().empty());
+}
+
+TEST_CASE("snapshots keep the latest and survive a reopen", "[persistence]") {
+  temp_dir tmp;
+  {
+    auto j = open_ok(options(tmp.journal_dir()));
+    CHECK_FALSE(j->load_snapshot("acc").value().has_value());
+    REQUIRE(save_snapshot(*j, snapshot{"acc", 10, "state@10"}).has_value());
+    auto s = j->load_snapshot("acc").value();
+    REQUIRE(s.has_value());
+    CHECK(s->persistence_id == "acc");
+    CHECK(s->seq == 10);
+    CHECK(s->payload == "state@10");
+    REQUIRE(save_snapshot(*j, snapshot{"acc", 20, "state@20"}).has_value());
+    REQUIRE(save_snapshot(*j, snapshot{"accX", 3, "other"}).has_value());
+    REQUIRE(save_snapshot(*j, snapshot{"empty", 1, ""}).has_value());
+    // Without a callback the snapshot is still written with the next batch.
+    j->save_snapshot_async(snapshot{"no-callback", 7, "fire and forget"}, nullptr);
+    REQUIRE(j->append(make_append(0, "after", 1, {"e"})).has_value());
+    CHECK(j->load_snapshot("no-callback").value().value().seq == 7);
+  }
+  auto j = open_ok(options(tmp.journal_dir()));
+  auto s = j->load_snapshot("acc").value();
+  REQUIRE(s.has_value());
+  CHECK(s->seq == 20);
+  CHECK(s->payload == "state@20");
+  CHECK(j->load_snapshot("accX").value().value().payload == "other");
+  CHECK(j->load_snapshot("empty").value().value().payload.empty());
+  CHECK_FALSE(j->load_snapshot("ac").value().has_value());
+}
+
+TEST_CASE("error codes have stable names", "[persistence]") {
+  CHECK(std::string{to_string(errc::sequence_conflict)} == "sequence_conflict");
+  CHECK(std::string{to_string(errc::invalid_argument)} == "invalid_argument");
+  CHECK(std::string{to_string(errc::io_error)} == "io_error");
+  CHECK(std::string{to_string(errc::corrupt)} == "corrupt");
+  CHECK(std::string{to_string(errc::unknown_format)} == "unknown_format");
+  CHECK(std::string{to_string(errc::config_mismatch)} == "config_mismatch");
+  CHECK(std::string{to_string(errc::closed)} == "closed");
+}

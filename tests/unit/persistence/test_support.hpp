@@ -1,0 +1,87 @@
+#pragma once
+
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "runtime/persistence/lmdb_journal.hpp"
+
+namespace kontor::persistence::test {
+
+/// A fresh directory under /tmp, removed with everything in it at the end of the test.
+class temp_dir {
+public:
+  temp_dir() {
+    std::string tmpl = "/tmp/kontor-persistence-XXXXXX";
+    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
+    path_ = tmpl;
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  ~temp_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  /// The directory itself.
+  const std::filesystem::path& path() const noexcept { return path_; }
+  /// The journal's data directory inside it (created by the journal).
+  std::filesystem::path journal_dir() const { return path_ / "journal"; }
+
+private:
+  std::filesystem::path path_;
+};
+
+/// Journal options for tests: few shards, the given directory.
+inline lmdb_options options(const std::filesystem::path& dir, std::uint32_t shards = 4) {
+  lmdb_options opts;
+  opts.dir = dir;
+  opts.number_of_shards = shards;
+  return opts;
+}
+
+/// Opens a journal and fails the test (printing the journal's message) if that fails.
+inline std::unique_ptr<journal> open_ok(lmdb_options opts) {
+  auto j = open_lmdb_journal(std::move(opts));
+  if (!j)
+    FAIL("open_lmdb_journal failed: " << to_string(j.error().code) << ": " << j.error().message);
+  return std::move(*j);
+}
+
+/// An append of `events` to `id` in `shard`, starting at `first_seq`.
+inline append_request make_append(shard_id shard, std::string id, sequence_nr first_seq,
+                                  std::vector<std::string> events) {
+  return append_request{shard, std::move(id), first_seq, std::move(events)};
+}
+
+/// Saves a snapshot and waits until it is durable.
+inline expected<void> save_snapshot(journal& j, snapshot snap) {
+  auto p = std::make_shared<std::promise<expected<void>>>();
+  auto f = p->get_future();
+  j.save_snapshot_async(std::move(snap), [p](expected<void> r) { p->set_value(std::move(r)); });
+  return f.get();
+}
+
+/// The error code of a failed result, for CHECKs; fails the test if the result is a value.
+template <class T>
+errc code_of(const expected<T>& r) {
+  REQUIRE_FALSE(r.has_value());
+  return r.error().code;
+}
+
+/// The payloads of a list of events.
+inline std::vector<std::string> payloads(const std::vector<stored_event>& events) {
+  std::vector<std::string> out;
+  for (const auto& e : events)
+    out.push_back(e.payload);
+  return out;
+}
+
+} // namespace kontor::persistence::test

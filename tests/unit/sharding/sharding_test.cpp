@@ -1,0 +1,222 @@
+// The generic sharding runtime with a small counter entity on a real LMDB journal.
+
+#include <caf/all.hpp>
+#include <catch2/catch.hpp>
+
+#include <charconv>
+
+#include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/sharding/messages.hpp"
+#include "runtime/sharding/shard_region.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace kontor;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::int64_t to_i64(std::string_view s) {
+  std::int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+
+/// Commands: "add N" (appends event "N") or "get". Replies: "sum/count". Snapshot: "sum/count".
+class counter final : public sharding::entity_logic {
+public:
+  bool restore(sequence_nr seq, std::string_view snap) override {
+    auto slash = snap.find('/');
+    if (slash == std::string_view::npos)
+      return false;
+    sum_ = to_i64(snap.substr(0, slash));
+    count_ = to_i64(snap.substr(slash + 1));
+    return static_cast<sequence_nr>(count_) == seq;
+  }
+  bool recover(sequence_nr, std::string_view ev) override {
+    sum_ += to_i64(ev);
+    ++count_;
+    ++recovered_events;
+    return true;
+  }
+  sharding::effect handle(std::string_view cmd, epoch_ms) override {
+    if (cmd.rfind("add ", 0) == 0) {
+      pending_ = to_i64(cmd.substr(4));
+      return {{std::string(cmd.substr(4))}, {}};
+    }
+    return {{}, snapshot()};
+  }
+  std::string persisted() override {
+    sum_ += pending_;
+    ++count_;
+    return snapshot();
+  }
+  void aborted() override { pending_ = 0; }
+  std::string snapshot() const override {
+    return std::to_string(sum_) + "/" + std::to_string(count_);
+  }
+  inline static std::atomic<int> recovered_events{0};
+
+private:
+  std::int64_t sum_ = 0, count_ = 0, pending_ = 0;
+};
+
+struct fixture {
+  explicit fixture(std::size_t snapshot_every = 0, std::chrono::milliseconds passivate = 10min,
+                   std::size_t replay_batch = 1024) {
+    persistence::lmdb_options opts;
+    opts.dir = dir.path() / "journal";
+    opts.number_of_shards = 8;
+    auto j = persistence::open_lmdb_journal(opts);
+    REQUIRE(j);
+    journal = std::move(*j);
+    cfg.add_message_types<caf::id_block::kontor>();
+    sys = std::make_unique<caf::actor_system>(cfg);
+    settings.number_of_shards = 8;
+    settings.journal = journal.get();
+    settings.factory = [](const entity_id&) { return std::make_unique<counter>(); };
+    settings.snapshot_every = snapshot_every;
+    settings.passivate_after = passivate;
+    settings.replay_batch = replay_batch;
+    stats = settings.stats;
+    region = sharding::spawn_shard_region(*sys, settings);
+  }
+  ~fixture() {
+    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    sys->await_all_actors_done();
+  }
+
+  /// Asks entity `id` and waits for the reply (test code only: scoped actors block).
+  std::string ask(const std::string& id, const std::string& cmd) {
+    caf::scoped_actor self{*sys};
+    std::string out;
+    self->request(region, 10s, sharding::entity_envelope{id, cmd})
+      .receive([&](std::string& reply) { out = std::move(reply); },
+               [&](caf::error& err) { out = "error: " + sys->render(err); });
+    return out;
+  }
+
+  test::temp_dir dir;
+  std::unique_ptr<persistence::journal> journal;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  sharding::region_settings settings;
+  std::shared_ptr<sharding::region_stats> stats;
+  caf::actor region;
+};
+
+} // namespace
+
+TEST_CASE("entities persist, answer after the append, and keep one stream per id", "[sharding]") {
+  fixture f;
+  CHECK(f.ask("a", "add 5") == "5/1");
+  CHECK(f.ask("a", "add 7") == "12/2");
+  CHECK(f.ask("b", "add 1") == "1/1");
+  CHECK(f.ask("a", "get") == "12/2");
+  auto events = f.journal->replay("a", 1, 100);
+  REQUIRE(events);
+  REQUIRE(events->size() == 2);
+  CHECK((*events)[1].payload == "7");
+  CHECK(f.stats->events_appended == 3);
+}
+
+TEST_CASE("commands sent while an entity recovers are stashed, not dropped, and keep order",
+          "[sharding]") {
+  fixture f{0, 10min, 100}; // replay in steps of 100 events: 50 recovery messages
+  // A long history, written straight to the journal before the entity ever starts.
+  persistence::append_request req{shard_of("long", 8), "long", 1, {}};
+  for (int i = 0; i < 5000; ++i)
+    req.events.push_back("1");
+  REQUIRE(f.journal->append(std::move(req)));
+
+  // Fire 50 commands without waiting; the first one starts the recovery.
+  caf::scoped_actor self{*f.sys};
+  std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> handles;
+  for (int i = 1; i <= 50; ++i)
+    handles.push_back(self->request(f.region, 20s, sharding::entity_envelope{"long", "add 2"}));
+  std::vector<std::string> replies;
+  for (auto& h : handles)
+    h.receive([&](std::string& r) { replies.push_back(r); },
+              [&](caf::error& e) { replies.push_back("error " + f.sys->render(e)); });
+  REQUIRE(replies.size() == 50);
+  for (int i = 1; i <= 50; ++i) {
+    INFO(i);
+    CHECK(replies[i - 1] == std::to_string(5000 + 2 * i) + "/" + std::to_string(5000 + i));
+  }
+}
+
+TEST_CASE("recovery from snapshot + events equals recovery from events alone", "[sharding]") {
+  test::temp_dir keep;
+  auto run = [&](std::size_t snapshot_every, bool fresh) {
+    persistence::lmdb_options opts;
+    opts.dir = keep.path() / "journal";
+    opts.number_of_shards = 8;
+    auto j = persistence::open_lmdb_journal(opts);
+    REQUIRE(j);
+    caf::actor_system_config cfg;
+    cfg.add_message_types<caf::id_block::kontor>();
+    caf::actor_system sys{cfg};
+    sharding::region_settings s;
+    s.number_of_shards = 8;
+    s.journal = j->get();
+    s.factory = [](const entity_id&) { return std::make_unique<counter>(); };
+    s.snapshot_every = snapshot_every;
+    s.recover_from_snapshots = snapshot_every > 0;
+    auto region = sharding::spawn_shard_region(sys, s);
+    std::string last;
+    auto ask = [&](const std::string& cmd) {
+      caf::scoped_actor self{sys}; // must be gone before await_all_actors_done
+      self->request(region, 10s, sharding::entity_envelope{"acc", cmd})
+        .receive([&](std::string& r) { last = r; }, [&](caf::error&) { last = "error"; });
+      return last;
+    };
+    if (fresh)
+      for (int i = 1; i <= 257; ++i)
+        ask("add " + std::to_string(i));
+    auto state = ask("get");
+    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    sys.await_all_actors_done();
+    return state;
+  };
+  auto written = run(50, true); // snapshots at 50, 100, 150, 200, 250
+  counter::recovered_events = 0;
+  auto from_snapshot = run(50, false);
+  auto replayed_with_snapshot = counter::recovered_events.load();
+  counter::recovered_events = 0;
+  auto from_events = run(0, false);
+  auto replayed_without = counter::recovered_events.load();
+  CHECK(written == "33153/257");
+  CHECK(from_snapshot == written);
+  CHECK(from_events == written);
+  // The snapshot really was used: only the 7 events after it were replayed.
+  CHECK(replayed_with_snapshot == 7);
+  CHECK(replayed_without == 257);
+}
+
+TEST_CASE("idle entities passivate and come back with their state", "[sharding]") {
+  fixture f{0, 50ms};
+  CHECK(f.ask("p", "add 3") == "3/1");
+  CHECK(f.stats->live_entities == 1);
+  REQUIRE(test::wait_until([&] { return f.stats->live_entities == 0; }));
+  CHECK(f.stats->passivations >= 1);
+  CHECK(f.ask("p", "add 4") == "7/2");
+  CHECK(f.stats->recoveries == 2);
+}
+
+TEST_CASE("many entities across shards under concurrent load", "[sharding]") {
+  fixture f;
+  caf::scoped_actor self{*f.sys};
+  constexpr int ids = 200, per_id = 10;
+  std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> handles;
+  for (int round = 0; round < per_id; ++round)
+    for (int i = 0; i < ids; ++i)
+      handles.push_back(
+        self->request(f.region, 20s, sharding::entity_envelope{"e" + std::to_string(i), "add 1"}));
+  int ok = 0;
+  for (auto& h : handles)
+    h.receive([&](std::string&) { ++ok; }, [&](caf::error&) {});
+  CHECK(ok == ids * per_id);
+  for (int i = 0; i < ids; i += 37)
+    CHECK(f.ask("e" + std::to_string(i), "get") == std::to_string(per_id) + "/" + std::to_string(per_id));
+  CHECK(f.stats->live_entities == ids);
+}
