@@ -42,8 +42,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
 
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::kontor>();
-  if (auto policy = std::getenv("KONTOR_EXPERIMENT_POLICY"))
-    caf_cfg.set("scheduler.policy", caf::atom_from_string(policy));
+  caf_cfg.set("scheduler.policy", caf::atom_from_string(cfg.scheduler_policy));
   if (cfg.scheduler_threads > 0)
     caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.scheduler_threads));
   caf::actor_system sys{caf_cfg};

@@ -146,6 +146,13 @@ std::vector<option> options() {
     {"scheduler-threads", std::to_string(d.scheduler_threads),
      "actor scheduler threads (0: one per core)",
      int_setter(&node_config::scheduler_threads, 0, 256)},
+    {"scheduler-policy", d.scheduler_policy,
+     "actor scheduler: stealing (work-stealing, workers poll) or sharing (one queue)",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       if (t != "stealing" && t != "sharing")
+         throw bad_value{n + ": '" + t + "' is neither stealing nor sharing"};
+       c.scheduler_policy = t;
+     }},
     {"max-limit", std::to_string(d.max_limit), "MAX_LIMIT: highest credit limit, minor units",
      int_setter(&node_config::max_limit, 0, max_money)},
     {"max-amount", std::to_string(d.max_amount), "MAX_AMOUNT: highest transaction amount",

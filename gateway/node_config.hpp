@@ -29,6 +29,7 @@ struct node_config {
   std::size_t journal_max_batch = 4096;
   // actors
   unsigned scheduler_threads = 0; ///< 0: one per core
+  std::string scheduler_policy = "stealing"; ///< CAF scheduler: stealing or sharing
   // domain
   std::int64_t max_limit = 1'000'000'000'000;
   std::int64_t max_amount = 1'000'000'000'000;
