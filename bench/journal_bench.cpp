@@ -1,15 +1,17 @@
 // journal_bench: the LMDB journal's durable append rate against raw LMDB on the same disk, in
 // one run.
 //
-//   (b)  journal: W writer threads, each appending one 200-byte event at a time to its own
-//        persistence id and waiting for the result (like W HTTP connections each waiting for
-//        its reply) -> events/s, average group-commit batch, append latency p50/p99.
+//   (b)  journal, driven the way the node drives it: W logical writers, each appending one
+//        200-byte event at a time to its own persistence id with exactly one append outstanding;
+//        the next append is queued from inside the previous append's callback (append_async on
+//        the journal's writer thread; no thread per writer, no futures) -> events/s, average
+//        group-commit batch, append latency (queued -> callback) p50/p99.
 //   (a)  raw LMDB: a fresh environment, transactions of B puts (8-byte big-endian keys with
 //        MDB_APPEND, 200-byte values), one commit (fsync) per transaction -> puts/s.
-//   (a2) raw LMDB doing the journal's writes (record into a per-shard log with MDB_APPEND plus
-//        an index entry, 64 shards, W ids) without any journal code: splits the ratio into
-//        what the on-disk layout costs, (a2)/(a), and what the journal's machinery costs,
-//        (b)/(a2).
+//   (a2) raw LMDB doing the journal's writes (a record appended to the global log with
+//        MDB_APPEND plus an index entry, W ids over 64 shards) without any journal code: splits
+//        the ratio into what the on-disk layout costs, (a2)/(a), and what the journal's
+//        machinery costs, (b)/(a2).
 //
 // Fairness: B is the journal's own average batch (so far, rounded). Every side then pays one
 // fsync per the same number of events, so the ratio shows the journal's own costs and not a
@@ -33,10 +35,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <latch>
+#include <memory>
 #include <string>
 #include <system_error>
-#include <thread>
 #include <vector>
 
 #include "runtime/core/ids.hpp"
@@ -94,11 +95,17 @@ double percentile_ms(std::vector<std::int64_t>& ns, double p) {
   return static_cast<double>(ns[k]) / 1e6;
 }
 
-/// (b) The journal with W writers; runs in slices, each writer continuing its own sequence.
+/// (b) The journal with W logical writers, each continuing its own sequence across slices.
 class journal_side {
 public:
-  journal_side(const fs::path& dir, int writers) : next_seq_(static_cast<std::size_t>(writers), 1) {
+  journal_side(const fs::path& dir, int writers) {
     using namespace kontor::persistence;
+    for (int w = 0; w < writers; ++w) {
+      writer wr;
+      wr.id = "bench-writer-" + std::to_string(w);
+      wr.shard = kontor::shard_of(wr.id, shards);
+      writers_.push_back(std::move(wr));
+    }
     lmdb_options opts;
     opts.dir = dir;
     opts.number_of_shards = shards;
@@ -115,56 +122,85 @@ public:
 
   /// Runs all writers for `seconds` and adds what they did to `t`.
   void run(double seconds, totals& t) {
-    using namespace kontor::persistence;
-    const std::size_t writers = next_seq_.size();
     const std::size_t commits_before = commits_.load();
     const std::size_t appends_before = appends_.load();
     const std::int64_t commit_ns_before = commit_ns_.load();
-    std::vector<std::vector<std::int64_t>> latencies(writers);
-    std::atomic<std::size_t> failures{0};
-    std::latch start{static_cast<std::ptrdiff_t>(writers) + 1};
-    std::vector<std::thread> threads;
-    for (std::size_t w = 0; w < writers; ++w) {
-      threads.emplace_back([&, w] {
-        const std::string id = "bench-writer-" + std::to_string(w);
-        const kontor::shard_id shard = kontor::shard_of(id, shards);
-        auto& lat = latencies[w];
-        lat.reserve(1 << 14);
-        start.arrive_and_wait();
-        const auto deadline = clock_type::now() + to_duration(seconds);
-        for (auto& seq = next_seq_[w];; ++seq) {
-          const auto t0 = clock_type::now();
-          if (t0 >= deadline)
-            break;
-          auto r = journal_->append(append_request{shard, id, seq, {std::string(value_size, 'v')}});
-          lat.push_back(
-            std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count());
-          if (!r) {
-            failures.fetch_add(1);
-            break;
-          }
-        }
-      });
-    }
+    const std::size_t failures_before = failures_.load();
+    for (auto& wr : writers_)
+      wr.latencies_ns.clear();
     const auto began = clock_type::now();
-    start.arrive_and_wait();
-    for (auto& th : threads)
-      th.join();
+    // Published to the writer thread by append_async's queue lock.
+    deadline_ = began + to_duration(seconds);
+    running_.store(writers_.size());
+    for (std::size_t w = 0; w < writers_.size(); ++w)
+      issue(w);
+    // Every writer stops at the deadline once its outstanding append is back.
+    for (std::size_t n = running_.load(); n != 0; n = running_.load())
+      running_.wait(n);
     t.seconds += seconds_since(began);
     t.events += appends_.load() - appends_before; // one event per append
     t.commits += commits_.load() - commits_before;
     t.commit_seconds += static_cast<double>(commit_ns_.load() - commit_ns_before) / 1e9;
-    t.failures += failures.load();
-    for (auto& l : latencies)
-      t.latencies_ns.insert(t.latencies_ns.end(), l.begin(), l.end());
+    t.failures += failures_.load() - failures_before;
+    for (const auto& wr : writers_)
+      t.latencies_ns.insert(t.latencies_ns.end(), wr.latencies_ns.begin(), wr.latencies_ns.end());
   }
 
 private:
-  std::unique_ptr<kontor::persistence::journal> journal_;
-  std::vector<kontor::sequence_nr> next_seq_;
+  /// One logical writer: touched by the bench thread before its first append of a slice, then
+  /// only by the journal's writer thread (in callbacks) until it stops.
+  struct writer {
+    std::string id;
+    kontor::shard_id shard = 0;
+    kontor::sequence_nr next_seq = 1;
+    clock_type::time_point issued;
+    std::vector<std::int64_t> latencies_ns;
+  };
+
+  /// Queues writer `w`'s next append; its callback records the latency and queues the next one.
+  void issue(std::size_t w) {
+    using namespace kontor::persistence;
+    auto& wr = writers_[w];
+    wr.issued = clock_type::now();
+    append_request req{wr.shard, wr.id, wr.next_seq, {std::string(value_size, 'v')}};
+    journal_->append_async(std::move(req),
+                           [this, w](expected<append_result> r) { on_result(w, r.has_value()); });
+  }
+
+  /// Writer `w`'s append is back (on the journal's writer thread): next append, or stop.
+  void on_result(std::size_t w, bool ok) {
+    auto& wr = writers_[w];
+    const auto now = clock_type::now();
+    wr.latencies_ns.push_back(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - wr.issued).count());
+    if (!ok) {
+      failures_.fetch_add(1);
+      stop();
+      return;
+    }
+    ++wr.next_seq;
+    if (now >= deadline_) {
+      stop();
+      return;
+    }
+    issue(w);
+  }
+
+  /// One writer stopped; the last one wakes run().
+  void stop() {
+    if (running_.fetch_sub(1) == 1)
+      running_.notify_all();
+  }
+
+  std::vector<writer> writers_;
+  clock_type::time_point deadline_;
+  std::atomic<std::size_t> running_{0};
+  std::atomic<std::size_t> failures_{0};
   std::atomic<std::size_t> commits_{0};
   std::atomic<std::size_t> appends_{0};
   std::atomic<std::int64_t> commit_ns_{0};
+  // Last: destroyed first, so the writer thread is joined while the members above still live.
+  std::unique_ptr<kontor::persistence::journal> journal_;
 };
 
 /// Raw LMDB: transactions of B puts, one commit (fsync) each, on one thread.
@@ -173,28 +209,20 @@ public:
   /// Which writes a transaction does.
   enum class layout {
     single_log,    ///< (a) B appended puts into one database: LMDB's best case
-    journal_like,  ///< (a2) the journal's writes: per-shard logs plus the index, no journal code
+    journal_like,  ///< (a2) the journal's writes: global log plus the index, no journal code
   };
 
   raw_side(const fs::path& dir, layout l, int writers) : layout_(l) {
     fs::create_directories(dir);
     check(mdb_env_create(&env_), "mdb_env_create");
-    check(mdb_env_set_maxdbs(env_, shards + 8), "mdb_env_set_maxdbs");
+    check(mdb_env_set_maxdbs(env_, 4), "mdb_env_set_maxdbs"); // as the journal: 4 databases
     check(mdb_env_set_mapsize(env_, std::size_t{1} << 30), "mdb_env_set_mapsize");
     // The journal's flags: MDB_NOTLS, full durability (a commit returns after fsync).
     check(mdb_env_open(env_, dir.c_str(), MDB_NOTLS, 0644), "mdb_env_open");
     MDB_txn* txn = nullptr;
     check(mdb_txn_begin(env_, nullptr, 0, &txn), "mdb_txn_begin");
-    if (l == layout::single_log) {
-      logs_.resize(1);
-      check(mdb_dbi_open(txn, "log", MDB_CREATE, &logs_[0]), "mdb_dbi_open");
-    } else {
-      logs_.resize(shards);
-      for (std::uint32_t i = 0; i < shards; ++i) {
-        char name[16];
-        std::snprintf(name, sizeof name, "log/%04u", static_cast<unsigned>(i));
-        check(mdb_dbi_open(txn, name, MDB_CREATE, &logs_[i]), "mdb_dbi_open");
-      }
+    check(mdb_dbi_open(txn, "log", MDB_CREATE, &log_), "mdb_dbi_open");
+    if (l == layout::journal_like) {
       check(mdb_dbi_open(txn, "index", MDB_CREATE, &index_), "mdb_dbi_open");
       for (int w = 0; w < writers; ++w) {
         ids_.push_back("bench-writer-" + std::to_string(w));
@@ -202,7 +230,6 @@ public:
       }
       seqs_.assign(ids_.size(), 0);
     }
-    ends_.assign(logs_.size(), 0);
     check(mdb_txn_commit(txn), "mdb_txn_commit");
   }
   raw_side(const raw_side&) = delete;
@@ -239,46 +266,46 @@ private:
 
   void put_single(MDB_txn* txn) {
     char key[8];
-    store_be(key, ++ends_[0], 8);
+    store_be(key, ++end_, 8);
     MDB_val k{sizeof key, key};
     MDB_val v{value_size, value_};
-    check(mdb_put(txn, logs_[0], &k, &v, MDB_APPEND), "mdb_put");
+    check(mdb_put(txn, log_, &k, &v, MDB_APPEND), "mdb_put");
   }
 
   void put_journal_like(MDB_txn* txn) {
     const std::size_t w = next_writer_++ % ids_.size();
     const std::string& id = ids_[w];
-    const kontor::shard_id shard = shard_of_[w];
     const std::uint64_t seq = ++seqs_[w];
-    const std::uint64_t offset = ++ends_[shard];
     char key[8];
-    store_be(key, offset, 8);
+    store_be(key, ++end_, 8);
     MDB_val k{sizeof key, key};
-    MDB_val v{1 + 8 + 8 + 1 + id.size() + value_size, record_};
-    check(mdb_put(txn, logs_[shard], &k, &v, MDB_APPEND), "mdb_put(log)");
+    // The record as the journal writes it: version, shard, seq, written_at, id length, id, payload.
+    store_be(record_ + 1, shard_of_[w], 4);
+    store_be(record_ + 5, seq, 8);
+    record_[21] = static_cast<char>(id.size());
+    id.copy(record_ + 22, id.size());
+    MDB_val v{1 + 4 + 8 + 8 + 1 + id.size() + value_size, record_};
+    check(mdb_put(txn, log_, &k, &v, MDB_APPEND), "mdb_put(log)");
     char index_key[1 + 255 + 8];
     index_key[0] = static_cast<char>(id.size());
     id.copy(index_key + 1, id.size());
     store_be(index_key + 1 + id.size(), seq, 8);
-    char index_value[12];
-    store_be(index_value, shard, 4);
-    store_be(index_value + 4, offset, 8);
     MDB_val ik{1 + id.size() + 8, index_key};
-    MDB_val iv{sizeof index_value, index_value};
+    MDB_val iv{sizeof key, key}; // the log offset
     check(mdb_put(txn, index_, &ik, &iv, MDB_NOOVERWRITE), "mdb_put(index)");
   }
 
   layout layout_;
   MDB_env* env_ = nullptr;
-  std::vector<MDB_dbi> logs_;
+  MDB_dbi log_ = 0;
   MDB_dbi index_ = 0;
-  std::vector<std::uint64_t> ends_;
+  std::uint64_t end_ = 0;
   std::vector<std::string> ids_;
   std::vector<kontor::shard_id> shard_of_;
   std::vector<std::uint64_t> seqs_;
   std::size_t next_writer_ = 0;
   char value_[value_size] = {};
-  char record_[1 + 8 + 8 + 1 + 255 + value_size] = {};
+  char record_[1 + 4 + 8 + 8 + 1 + 255 + value_size] = {1};
 };
 
 void usage() {
@@ -382,7 +409,7 @@ int main(int argc, char** argv) {
               raw_rate, per_s(static_cast<double>(rt.commits), rt.seconds), per_commit(rt),
               commit_ms(rt));
   std::printf("(a2) raw, journal layout: %9.0f events/s  %6.0f commits/s  same B, commit %.2f ms"
-              " (per-shard log + index puts, no journal code)\n",
+              " (global log + index puts, no journal code)\n",
               layout_rate, per_s(static_cast<double>(lt.commits), lt.seconds), commit_ms(lt));
   std::printf("(b)  journal            : %9.0f events/s  %6.0f commits/s  avg batch %.1f appends, "
               "commit %.2f ms, append latency p50 %.2f ms p99 %.2f ms\n",

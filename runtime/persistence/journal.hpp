@@ -24,7 +24,7 @@ struct append_request {
 /// What a durable append reports back.
 struct append_result {
   sequence_nr last_seq = 0;       ///< sequence number of the last event written
-  log_offset last_offset = 0;     ///< shard-log offset of the last event written
+  log_offset last_offset = 0;     ///< log offset of the last event written
   epoch_ms written_at = 0;        ///< commit time, the same for every event of the batch
 };
 
@@ -33,9 +33,15 @@ struct stored_event {
   std::string persistence_id;
   sequence_nr seq = 0;
   shard_id shard = 0;
-  log_offset offset = 0;          ///< position in the shard's log
+  log_offset offset = 0;          ///< position in the journal's log (global, 1-based)
   epoch_ms written_at = 0;
   std::string payload;
+};
+
+/// A page of the log and where the next page starts.
+struct log_page {
+  std::vector<stored_event> events; ///< in offset order
+  log_offset next = 1;              ///< pass as `from` to continue; > every offset examined
 };
 
 /// The latest snapshot of one persistence id: state as of `seq`.
@@ -45,17 +51,19 @@ struct snapshot {
   std::string payload;
 };
 
-/// Runs on the journal's writer thread once the append's batch is durable (fsynced) or failed.
-/// Must be quick and must not call back into the journal's write side.
+/// Runs on the journal's writer thread once the append's batch is durable (fsynced) or failed,
+/// or at once on the caller's thread when the append is refused before queueing (closed).
+/// Must be quick; it may queue further appends (append_async) but must not block on them.
 using append_callback = std::function<void(expected<append_result>)>;
 
 /// Observes every group commit (for metrics): events and appends in the batch, commit+fsync time.
 using commit_observer =
   std::function<void(std::size_t appends, std::size_t events, std::chrono::nanoseconds commit_time)>;
 
-/// An event journal: per-id streams with atomic appends, plus one ordered log per shard that the
-/// read side polls and that a later cluster issue streams between nodes (handoff, replicas).
-/// Every method is thread-safe. Reads see every append whose callback has run.
+/// An event journal: per-id streams with atomic appends, all in one ordered log (journal order,
+/// offsets strictly increasing) that the read side polls. Every record carries its shard, so a
+/// shard's log is the log filtered by shard: what a later cluster issue streams between nodes
+/// (handoff, replicas). Every method is thread-safe. Reads see every append whose callback ran.
 class journal {
 public:
   virtual ~journal() = default;
@@ -78,12 +86,17 @@ public:
   /// The latest snapshot of `persistence_id`, if any.
   virtual expected<std::optional<snapshot>> load_snapshot(const std::string& persistence_id) const = 0;
 
-  /// Events of one shard's log with offset >= `from`, in offset order, at most `max`.
-  virtual expected<std::vector<stored_event>>
-  read_shard_log(shard_id shard, log_offset from, std::size_t max) const = 0;
+  /// Events with offset >= `from` in journal order, at most `max`.
+  virtual expected<log_page> read_log(log_offset from, std::size_t max) const = 0;
 
-  /// The offset of the last event in a shard's log (0 when empty).
-  virtual expected<log_offset> shard_log_end(shard_id shard) const = 0;
+  /// Events of one shard with offset >= `from`, in order, at most `max`. Examines at most
+  /// `max_scan` log entries (so a sparse shard cannot make one call unbounded); `next` says
+  /// where to continue.
+  virtual expected<log_page> read_shard_log(shard_id shard, log_offset from, std::size_t max,
+                                            std::size_t max_scan = 65536) const = 0;
+
+  /// The offset of the last event in the log (0 when empty).
+  virtual expected<log_offset> log_end() const = 0;
 
   /// The number of shard logs (fixed when the journal is created).
   virtual std::uint32_t number_of_shards() const noexcept = 0;

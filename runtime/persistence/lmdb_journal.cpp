@@ -8,7 +8,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
-#include <cstdio>
 #include <deque>
 #include <limits>
 #include <mutex>
@@ -29,11 +28,14 @@
 
 // On-disk layout (format "kontor-journal/1"), one LMDB environment per data directory:
 //   meta       "format" -> "kontor-journal/1", "shards" -> u32 BE
-//   log/NNNN   one per shard: offset u64 BE (1, 2, 3, ... dense) -> record (written with MDB_APPEND)
-//              record = [version u8 = 1][seq u64 BE][written_at i64 BE][id len u8][id][payload]
-//   index      [id len u8][id][seq u64 BE] -> [shard u32 BE][offset u64 BE]
+//   log        offset u64 BE (1, 2, 3, ... dense, commit order) -> record (written with MDB_APPEND)
+//              record = [version u8 = 1][shard u32 BE][seq u64 BE][written_at i64 BE]
+//                       [id len u8][id][payload]
+//   index      [id len u8][id][seq u64 BE] -> offset u64 BE
 //   snapshots  [id len u8][id] -> [seq u64 BE][payload]
-// The shard logs are the full truth; index and snapshots can be rebuilt from them.
+// The log is the full truth; index and snapshots can be rebuilt from it. A shard's log is the log
+// filtered by the shard in each record: one B-tree to append to keeps a group commit's dirty
+// pages few (one log tail plus the index leaves), whatever the number of shards it touches.
 
 namespace kontor::persistence {
 
@@ -46,13 +48,18 @@ constexpr std::string_view journal_format = "kontor-journal/1";
 constexpr std::string_view format_key = "format";
 constexpr std::string_view shards_key = "shards";
 constexpr std::uint8_t record_version = 1;
-constexpr std::size_t record_fixed_size = 1 + 8 + 8 + 1; // version, seq, written_at, id length
-constexpr std::size_t index_value_size = 4 + 8;          // shard, offset
+// Record header: version, shard, seq, written_at, id length; then the id and the payload.
+constexpr std::size_t record_shard_at = 1;
+constexpr std::size_t record_seq_at = record_shard_at + 4;
+constexpr std::size_t record_time_at = record_seq_at + 8;
+constexpr std::size_t record_id_size_at = record_time_at + 8;
+constexpr std::size_t record_fixed_size = record_id_size_at + 1;
+constexpr std::size_t index_value_size = 8; // offset
 constexpr std::size_t max_id_size = 255;
 constexpr std::size_t max_payload_size = std::numeric_limits<std::uint32_t>::max() - 1024;
 constexpr std::uint32_t max_shards = 4096;
 constexpr unsigned int max_readers = 512;
-constexpr unsigned int extra_dbs = 8; // meta, index, snapshots, and room for later databases
+constexpr unsigned int max_dbs = 4; // meta, log, index, snapshots
 constexpr mdb_mode_t file_mode = 0644;
 
 // ---- byte encoding: big-endian, so LMDB's memcmp key order is numeric order ----
@@ -79,7 +86,7 @@ std::string_view to_view(const MDB_val& v) noexcept {
   return {static_cast<const char*>(v.mv_data), v.mv_size};
 }
 
-/// An 8-byte big-endian key (shard-log offset) that an MDB_val can point to.
+/// An 8-byte big-endian key or value (log offset) that an MDB_val can point to.
 struct offset_key {
   char bytes[8];
   explicit offset_key(log_offset off) noexcept { store_be(bytes, off, 8); }
@@ -117,36 +124,49 @@ std::size_t record_size(std::string_view id, std::string_view payload) noexcept 
   return record_fixed_size + id.size() + payload.size();
 }
 
-void encode_record(char* out, std::string_view id, sequence_nr seq, epoch_ms at,
+/// Writes a log record into `out` (record_size(id, payload) bytes, reserved by LMDB).
+void encode_record(char* out, shard_id shard, std::string_view id, sequence_nr seq, epoch_ms at,
                    std::string_view payload) noexcept {
   out[0] = static_cast<char>(record_version);
-  store_be(out + 1, seq, 8);
-  store_be(out + 9, static_cast<std::uint64_t>(at), 8);
-  out[17] = static_cast<char>(static_cast<unsigned char>(id.size()));
+  store_be(out + record_shard_at, shard, 4);
+  store_be(out + record_seq_at, seq, 8);
+  store_be(out + record_time_at, static_cast<std::uint64_t>(at), 8);
+  out[record_id_size_at] = static_cast<char>(static_cast<unsigned char>(id.size()));
   std::copy(id.begin(), id.end(), out + record_fixed_size);
   std::copy(payload.begin(), payload.end(), out + record_fixed_size + id.size());
 }
 
-/// Decodes a shard-log record; false if it is not a well-formed version-1 record.
-bool decode_record(std::string_view rec, shard_id shard, log_offset offset, stored_event& out) {
+/// The shard of a log record, read from its header alone; nullopt if the header is malformed.
+std::optional<shard_id> record_shard(std::string_view rec, std::uint32_t shards) noexcept {
   if (rec.size() < record_fixed_size || static_cast<std::uint8_t>(rec[0]) != record_version)
+    return std::nullopt;
+  const auto shard = static_cast<shard_id>(load_be(rec.data() + record_shard_at, 4));
+  if (shard >= shards)
+    return std::nullopt;
+  return shard;
+}
+
+/// Decodes a log record; false if it is not a well-formed version-1 record of a known shard.
+bool decode_record(std::string_view rec, std::uint32_t shards, log_offset offset,
+                   stored_event& out) {
+  const auto shard = record_shard(rec, shards);
+  if (!shard)
     return false;
-  const std::size_t id_size = static_cast<unsigned char>(rec[17]);
+  const std::size_t id_size = static_cast<unsigned char>(rec[record_id_size_at]);
   if (id_size == 0 || rec.size() < record_fixed_size + id_size)
     return false;
   out.persistence_id.assign(rec.substr(record_fixed_size, id_size));
-  out.seq = load_be(rec.data() + 1, 8);
-  out.shard = shard;
+  out.seq = load_be(rec.data() + record_seq_at, 8);
+  out.shard = *shard;
   out.offset = offset;
-  out.written_at = static_cast<epoch_ms>(load_be(rec.data() + 9, 8));
+  out.written_at = static_cast<epoch_ms>(load_be(rec.data() + record_time_at, 8));
   out.payload.assign(rec.substr(record_fixed_size + id_size));
   return true;
 }
 
-std::string log_db_name(shard_id shard) {
-  char name[24];
-  std::snprintf(name, sizeof name, "log/%04u", static_cast<unsigned>(shard));
-  return name;
+/// The offset after `off`, saturating: where a scan that examined `off` continues.
+log_offset after(log_offset off) noexcept {
+  return off == std::numeric_limits<log_offset>::max() ? off : off + 1;
 }
 
 /// At most 64 printable characters of `s`, for messages about unexpected on-disk values.
@@ -188,7 +208,7 @@ int find_highest(MDB_cursor* cursor, id_key& key, sequence_nr& out) noexcept {
   return MDB_SUCCESS;
 }
 
-/// The last offset of a shard log (0 when empty).
+/// The last offset of the log (0 when empty).
 int find_log_end(MDB_cursor* cursor, log_offset& out) noexcept {
   out = 0;
   MDB_val k, v;
@@ -277,19 +297,20 @@ private:
   std::string key_;
 };
 
-/// The database handles of an open journal.
+/// The database handles of an open journal, and the log's last offset when it was opened.
 struct databases {
+  MDB_dbi log = 0;
   MDB_dbi index = 0;
   MDB_dbi snapshots = 0;
-  std::vector<MDB_dbi> logs;
+  log_offset log_end = 0;
 };
 
 error make_error(errc code, std::string message) {
   return error{code, std::move(message)};
 }
 
-/// Opens (creating on a fresh environment) the meta, index, snapshot and shard-log databases and
-/// checks format and shard count.
+/// Opens (creating on a fresh environment) the meta, log, index and snapshot databases, checks
+/// format and shard count, and reads the log's last offset.
 expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
   const fs::path& dir = opts.dir;
   MDB_txn* raw_txn = nullptr;
@@ -367,14 +388,18 @@ expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
     return std::nullopt;
   };
   databases dbs;
+  if (auto err = open_db("log", dbs.log))
+    return *err;
   if (auto err = open_db("index", dbs.index))
     return *err;
   if (auto err = open_db("snapshots", dbs.snapshots))
     return *err;
-  dbs.logs.resize(opts.number_of_shards);
-  for (shard_id s = 0; s < opts.number_of_shards; ++s)
-    if (auto err = open_db(log_db_name(s), dbs.logs[s]))
-      return *err;
+  // Cursors of a write transaction are freed by LMDB when the transaction ends.
+  MDB_cursor* log_cursor = nullptr;
+  if (int rc2 = mdb_cursor_open(txn.get(), dbs.log, &log_cursor))
+    return lmdb_error(rc2, "mdb_cursor_open(log)", dir);
+  if (int rc2 = find_log_end(log_cursor, dbs.log_end))
+    return lmdb_error(rc2, "reading the end of the log", dir);
 
   if (int rc2 = mdb_txn_commit(txn.release()))
     return lmdb_error(rc2, "mdb_txn_commit(open)", dir);
@@ -397,18 +422,20 @@ public:
   void append_async(append_request req, append_callback done) override;
   /// Queues the snapshot for the writer thread; refused at once (errc::closed) while closing.
   void save_snapshot_async(snapshot snap, std::function<void(expected<void>)> done) override;
-  /// Range scan of the index from (id, from), each entry looked up in its shard log.
+  /// Range scan of the index from (id, from), each entry looked up in the log.
   expected<std::vector<stored_event>> replay(const std::string& persistence_id, sequence_nr from,
                                              std::size_t max) const override;
   /// The last index key of the id, found by seeking past it and stepping back.
   expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) const override;
   /// The id's entry in the snapshots database.
   expected<std::optional<snapshot>> load_snapshot(const std::string& persistence_id) const override;
-  /// A range scan of one shard log database.
-  expected<std::vector<stored_event>> read_shard_log(shard_id shard, log_offset from,
-                                                     std::size_t max) const override;
-  /// The last key of one shard log database.
-  expected<log_offset> shard_log_end(shard_id shard) const override;
+  /// A range scan of the log.
+  expected<log_page> read_log(log_offset from, std::size_t max) const override;
+  /// A range scan of the log that decodes only the records of `shard`.
+  expected<log_page> read_shard_log(shard_id shard, log_offset from, std::size_t max,
+                                    std::size_t max_scan) const override;
+  /// The last key of the log.
+  expected<log_offset> log_end() const override;
   /// The shard count the journal was created with.
   std::uint32_t number_of_shards() const noexcept override { return number_of_shards_; }
 
@@ -472,6 +499,10 @@ private:
   error failure(int rc, std::string_view operation) const { return lmdb_error(rc, operation, dir_); }
   error broken_error() const;
   error corrupt_error(std::string what) const;
+  /// Reads the log from `from`: the records of `shard` (all when nullopt), at most `max` of
+  /// them, examining at most `max_scan` entries.
+  expected<log_page> scan_log(std::optional<shard_id> shard, log_offset from, std::size_t max,
+                              std::size_t max_scan) const;
 
   const fs::path dir_;
   const std::uint32_t number_of_shards_;
@@ -486,6 +517,7 @@ private:
   mutable std::shared_mutex map_mutex_;
   mutable std::atomic<bool> resize_pending_{false}; ///< a resize waits for map_mutex_
   std::size_t map_size_ = 0;        ///< current map size; only the writer thread changes it
+  log_offset log_end_ = 0;          ///< the last committed offset; only the writer thread uses it
   std::atomic<bool> broken_{false}; ///< a failed remap left the environment unusable
 
   std::mutex queue_mutex_;
@@ -502,7 +534,8 @@ lmdb_journal::lmdb_journal(const lmdb_options& opts, env_ptr env, databases dbs,
     on_commit_(opts.on_commit),
     claim_(std::move(claim)),
     env_(env.release()),
-    dbs_(std::move(dbs)) {
+    dbs_(dbs),
+    log_end_(dbs.log_end) {
   MDB_envinfo info;
   map_size_ = mdb_env_info(env_, &info) == MDB_SUCCESS ? info.me_mapsize : opts.initial_map_size;
 }
@@ -539,7 +572,7 @@ expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
   if (int rc = mdb_env_create(&raw_env))
     return lmdb_error(rc, "mdb_env_create", dir);
   env_ptr env{raw_env};
-  if (int rc = mdb_env_set_maxdbs(env.get(), opts.number_of_shards + extra_dbs))
+  if (int rc = mdb_env_set_maxdbs(env.get(), max_dbs))
     return lmdb_error(rc, "mdb_env_set_maxdbs", dir);
   if (int rc = mdb_env_set_maxreaders(env.get(), max_readers))
     return lmdb_error(rc, "mdb_env_set_maxreaders", dir);
@@ -741,10 +774,10 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
   if (int rc = mdb_cursor_open(txn.get(), dbs_.index, &index_cursor))
     return fail(rc, "mdb_cursor_open(index)");
 
-  // Highest seq per id and last offset per shard as seen inside this transaction, so that
-  // earlier appends of the same batch count.
+  // Highest seq per id as seen inside this transaction, so that earlier appends of the same
+  // batch count; the log's end advances in memory and is kept only if the commit succeeds.
   std::unordered_map<std::string_view, sequence_nr> highest;
-  std::unordered_map<shard_id, log_offset> log_ends;
+  log_offset end = log_end_;
   std::size_t snapshots_written = 0;
 
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -795,41 +828,26 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
                                 + " but the highest written seq is " + std::to_string(high));
       continue;
     }
-    log_offset end = 0;
-    if (auto it = log_ends.find(req.shard); it != log_ends.end()) {
-      end = it->second;
-    } else {
-      MDB_cursor* log_cursor = nullptr;
-      if (int rc = mdb_cursor_open(txn.get(), dbs_.logs[req.shard], &log_cursor))
-        return fail(rc, "mdb_cursor_open(" + log_db_name(req.shard) + ")");
-      if (int rc = find_log_end(log_cursor, end))
-        return fail(rc, "reading the end of " + log_db_name(req.shard));
-    }
-
+    // MDB_APPEND refuses a key that is not above the last one: a log end that is off (or
+    // wraps) fails the batch instead of overwriting.
     for (std::size_t e = 0; e < req.events.size(); ++e) {
       const sequence_nr seq = req.first_seq + e;
-      const log_offset off = end + 1 + e;
       const std::string_view payload = req.events[e];
-      offset_key log_key{off};
+      offset_key log_key{++end};
       MDB_val k = log_key.val();
       MDB_val v{record_size(req.persistence_id, payload), nullptr};
-      if (int rc = mdb_put(txn.get(), dbs_.logs[req.shard], &k, &v, MDB_APPEND | MDB_RESERVE))
-        return fail(rc, "mdb_put(" + log_db_name(req.shard) + ")");
-      encode_record(static_cast<char*>(v.mv_data), req.persistence_id, seq, at, payload);
+      if (int rc = mdb_put(txn.get(), dbs_.log, &k, &v, MDB_APPEND | MDB_RESERVE))
+        return fail(rc, "mdb_put(log)");
+      encode_record(static_cast<char*>(v.mv_data), req.shard, req.persistence_id, seq, at, payload);
 
-      char index_value[index_value_size];
-      store_be(index_value, req.shard, 4);
-      store_be(index_value + 4, off, 8);
       MDB_val ik = key.with_seq(seq);
-      MDB_val iv{sizeof index_value, index_value};
+      MDB_val iv = log_key.val();
       if (int rc = mdb_put(txn.get(), dbs_.index, &ik, &iv, MDB_NOOVERWRITE))
         return fail(rc, "mdb_put(index)");
     }
     const sequence_nr last_seq = req.first_seq + req.events.size() - 1;
-    const log_offset last_offset = end + req.events.size();
     highest[req.persistence_id] = last_seq;
-    log_ends[req.shard] = last_offset;
-    results[i] = append_result{last_seq, last_offset, at};
+    results[i] = append_result{last_seq, end, at};
     ++out.appends;
     out.events += req.events.size();
   }
@@ -841,6 +859,7 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
     return fail(rc, "mdb_txn_commit");
   out.commit_time = std::chrono::steady_clock::now() - started;
   out.committed = true;
+  log_end_ = end;
   return out;
 }
 
@@ -911,27 +930,21 @@ lmdb_journal::replay(const std::string& persistence_id, sequence_nr from, std::s
       break; // past the last key of this id
     if (v.mv_size != index_value_size)
       return corrupt_error("index entry of '" + persistence_id + "' has a bad size");
-    const auto* iv = static_cast<const char*>(v.mv_data);
-    const auto shard = static_cast<shard_id>(load_be(iv, 4));
-    const log_offset off = load_be(iv + 4, 8);
-    if (shard >= number_of_shards_)
-      return corrupt_error("index entry of '" + persistence_id + "' names shard "
-                           + std::to_string(shard));
-    offset_key log_key{off};
-    MDB_val lk = log_key.val();
+    // The index value is the log key itself: look it up as it is.
+    MDB_val lk = v;
     MDB_val rec;
-    if (int rc2 = mdb_get(txn.get(), dbs_.logs[shard], &lk, &rec)) {
+    const log_offset off = load_be(static_cast<const char*>(v.mv_data), 8);
+    if (int rc2 = mdb_get(txn.get(), dbs_.log, &lk, &rec)) {
       if (rc2 == MDB_NOTFOUND)
         return corrupt_error("index entry '" + persistence_id + "' seq " + std::to_string(*seq)
-                             + " points to missing offset " + std::to_string(off) + " of "
-                             + log_db_name(shard));
-      return failure(rc2, "mdb_get(" + log_db_name(shard) + ")");
+                             + " points to missing log offset " + std::to_string(off));
+      return failure(rc2, "mdb_get(log)");
     }
     stored_event event;
-    if (!decode_record(to_view(rec), shard, off, event) || event.persistence_id != persistence_id
-        || event.seq != *seq)
-      return corrupt_error("record at offset " + std::to_string(off) + " of "
-                           + log_db_name(shard) + " does not match its index entry");
+    if (!decode_record(to_view(rec), number_of_shards_, off, event)
+        || event.persistence_id != persistence_id || event.seq != *seq)
+      return corrupt_error("record at log offset " + std::to_string(off)
+                           + " does not match its index entry");
     out.push_back(std::move(event));
     if (out.size() >= max)
       return out;
@@ -988,64 +1001,78 @@ lmdb_journal::load_snapshot(const std::string& persistence_id) const {
     snapshot{persistence_id, load_be(bytes.data(), 8), std::string{bytes.substr(8)}}};
 }
 
-expected<std::vector<stored_event>>
-lmdb_journal::read_shard_log(shard_id shard, log_offset from, std::size_t max) const {
+expected<log_page> lmdb_journal::read_log(log_offset from, std::size_t max) const {
+  // Reading every shard is reading the log: the shard filter never drops an entry.
+  return scan_log(std::nullopt, from, max, std::numeric_limits<std::size_t>::max());
+}
+
+expected<log_page> lmdb_journal::read_shard_log(shard_id shard, log_offset from, std::size_t max,
+                                                std::size_t max_scan) const {
   if (shard >= number_of_shards_)
     return make_error(errc::invalid_argument, "read_shard_log in " + dir_.string() + ": shard "
                                                 + std::to_string(shard) + " is out of range ("
                                                 + std::to_string(number_of_shards_)
                                                 + " shards)");
-  std::vector<stored_event> out;
-  if (max == 0)
-    return out;
+  return scan_log(shard, from, max, max_scan);
+}
+
+expected<log_page> lmdb_journal::scan_log(std::optional<shard_id> shard, log_offset from,
+                                          std::size_t max, std::size_t max_scan) const {
+  log_page page;
+  page.next = std::max<log_offset>(from, 1); // offsets start at 1
+  if (max == 0 || max_scan == 0)
+    return page;
   read_txn txn{*this};
   if (broken_.load())
     return broken_error();
   if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(read_shard_log)");
+    return failure(rc, "mdb_txn_begin(read_log)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.logs[shard]))
-    return failure(rc, "mdb_cursor_open(" + log_db_name(shard) + ")");
-  offset_key start{from};
+  if (int rc = cursor.open(txn.get(), dbs_.log))
+    return failure(rc, "mdb_cursor_open(log)");
+  offset_key start{page.next};
   MDB_val k = start.val();
   MDB_val v;
+  std::size_t scanned = 0;
   int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS) {
     if (k.mv_size != 8)
-      return corrupt_error(log_db_name(shard) + " has a key of " + std::to_string(k.mv_size)
-                           + " bytes");
+      return corrupt_error("the log has a key of " + std::to_string(k.mv_size) + " bytes");
     const log_offset off = load_be(static_cast<const char*>(k.mv_data), 8);
-    stored_event event;
-    if (!decode_record(to_view(v), shard, off, event))
-      return corrupt_error("record at offset " + std::to_string(off) + " of "
-                           + log_db_name(shard) + " is malformed");
-    out.push_back(std::move(event));
-    if (out.size() >= max)
-      return out;
+    const auto rec = to_view(v);
+    const auto rec_shard = record_shard(rec, number_of_shards_);
+    if (!rec_shard)
+      return corrupt_error("record at log offset " + std::to_string(off) + " is malformed");
+    page.next = after(off);
+    if (!shard || *rec_shard == *shard) {
+      stored_event event;
+      if (!decode_record(rec, number_of_shards_, off, event))
+        return corrupt_error("record at log offset " + std::to_string(off) + " is malformed");
+      page.events.push_back(std::move(event));
+      if (page.events.size() >= max)
+        return page;
+    }
+    if (++scanned >= max_scan)
+      return page;
     rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND)
-    return failure(rc, "mdb_cursor_get(" + log_db_name(shard) + ")");
-  return out;
+    return failure(rc, "mdb_cursor_get(log)");
+  return page;
 }
 
-expected<log_offset> lmdb_journal::shard_log_end(shard_id shard) const {
-  if (shard >= number_of_shards_)
-    return make_error(errc::invalid_argument, "shard_log_end in " + dir_.string() + ": shard "
-                                                + std::to_string(shard) + " is out of range ("
-                                                + std::to_string(number_of_shards_)
-                                                + " shards)");
+expected<log_offset> lmdb_journal::log_end() const {
   read_txn txn{*this};
   if (broken_.load())
     return broken_error();
   if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(shard_log_end)");
+    return failure(rc, "mdb_txn_begin(log_end)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.logs[shard]))
-    return failure(rc, "mdb_cursor_open(" + log_db_name(shard) + ")");
+  if (int rc = cursor.open(txn.get(), dbs_.log))
+    return failure(rc, "mdb_cursor_open(log)");
   log_offset end = 0;
   if (int rc = find_log_end(cursor.get(), end))
-    return failure(rc, "mdb_cursor_get(" + log_db_name(shard) + ")");
+    return failure(rc, "mdb_cursor_get(log)");
   return end;
 }
 

@@ -1,5 +1,6 @@
-// The LMDB journal under concurrency and pressure: group commit with many writers, map growth
-// with concurrent readers, appends racing with shutdown, and a disk that refuses writes.
+// The LMDB journal under concurrency and pressure: group commit with many writers, appends
+// chained from callbacks, map growth with concurrent readers, appends racing with shutdown, and a
+// disk that refuses writes.
 // Catch2 assertions are not thread-safe: worker threads record, the test thread checks.
 
 #include <signal.h>
@@ -7,20 +8,24 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <future>
 #include <latch>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "test_support.hpp"
 
+using kontor::log_offset;
 using kontor::sequence_nr;
 using kontor::shard_id;
 using kontor::shard_of;
@@ -103,20 +108,176 @@ TEST_CASE("group commit batches many concurrent writers", "[persistence][concurr
       CHECK(events[seq - 1].payload == payload_of(id, seq));
     }
   }
-  // Every shard log is dense from 1, and each id's events appear in it in seq order.
-  std::size_t in_logs = 0;
-  for (shard_id s = 0; s < shards; ++s) {
-    auto log = j->read_shard_log(s, 1, total + 1).value();
-    CHECK(j->shard_log_end(s).value() == log.size());
-    std::map<std::string, sequence_nr> last;
-    for (std::size_t i = 0; i < log.size(); ++i) {
-      CHECK(log[i].offset == i + 1);
-      CHECK(log[i].seq == last[log[i].persistence_id] + 1);
-      last[log[i].persistence_id] = log[i].seq;
-    }
-    in_logs += log.size();
+  // The log is dense from 1, and each id's events appear in it in seq order, in its shard.
+  const auto log = whole_log(*j);
+  REQUIRE(log.size() == total);
+  CHECK(j->log_end().value() == total);
+  std::map<std::string, sequence_nr> last;
+  for (std::size_t i = 0; i < log.size(); ++i) {
+    CHECK(log[i].offset == i + 1);
+    CHECK(log[i].shard == shard_of(log[i].persistence_id, shards));
+    CHECK(log[i].seq == last[log[i].persistence_id] + 1);
+    last[log[i].persistence_id] = log[i].seq;
   }
-  CHECK(in_logs == total);
+  // The shards' logs together are the log: every event in exactly one of them.
+  std::map<log_offset, stored_event> from_shards;
+  for (shard_id s = 0; s < shards; ++s) {
+    log_offset previous = 0;
+    for (log_offset from = 1; from <= total;) {
+      auto page = j->read_shard_log(s, from, 500, 1000).value();
+      REQUIRE(page.next > from);
+      for (auto& e : page.events) {
+        CHECK(e.shard == s);
+        CHECK(e.offset > previous);
+        previous = e.offset;
+        CHECK(from_shards.emplace(e.offset, std::move(e)).second);
+      }
+      from = page.next;
+    }
+  }
+  REQUIRE(from_shards.size() == log.size());
+  for (const auto& e : log) {
+    const auto& f = from_shards.at(e.offset);
+    CHECK(f.persistence_id == e.persistence_id);
+    CHECK(f.seq == e.seq);
+    CHECK(f.shard == e.shard);
+    CHECK(f.written_at == e.written_at);
+    CHECK(f.payload == e.payload);
+  }
+}
+
+TEST_CASE("callbacks may queue further appends", "[persistence][concurrency]") {
+  constexpr std::uint32_t shards = 4;
+  constexpr sequence_nr length = 60;
+  temp_dir tmp;
+  commit_counts counts;
+  auto opts = options(tmp.journal_dir(), shards);
+  opts.on_commit = counts.observer();
+  auto j = open_ok(std::move(opts));
+  // Callbacks use the object itself: unique_ptr::reset() nulls the pointer before destroying.
+  journal* chained = j.get();
+
+  // Each chain has one append outstanding; the next is queued from the previous one's callback,
+  // on the writer thread. The writer must not hold its queue lock while running callbacks.
+  struct chain {
+    std::string id;
+    sequence_nr next = 1;
+    std::vector<log_offset> offsets;
+    std::size_t other_thread = 0; ///< callbacks that did not run on the writer thread
+    std::size_t errors = 0;
+  };
+  SECTION("until each chain is done") {
+    constexpr int chains = 8;
+    std::vector<chain> cs(chains);
+    std::latch finished{chains};
+    std::thread::id writer_thread;
+    std::mutex writer_mutex;
+    std::function<void(std::size_t)> issue = [&](std::size_t i) {
+      const std::string& id = cs[i].id;
+      const sequence_nr seq = cs[i].next;
+      auto req = make_append(shard_of(id, shards), id, seq, {payload_of(id, seq)});
+      chained->append_async(std::move(req), [&, i](expected<append_result> r) {
+        auto& c = cs[i];
+        {
+          std::lock_guard lock{writer_mutex};
+          if (writer_thread == std::thread::id{})
+            writer_thread = std::this_thread::get_id();
+          if (writer_thread != std::this_thread::get_id())
+            ++c.other_thread;
+        }
+        if (!r || r->last_seq != c.next) {
+          ++c.errors;
+          finished.count_down();
+          return;
+        }
+        c.offsets.push_back(r->last_offset);
+        if (++c.next > length) {
+          finished.count_down();
+          return;
+        }
+        issue(i); // from inside the callback, on the writer thread
+      });
+    };
+    for (std::size_t i = 0; i < chains; ++i) {
+      cs[i].id = "chain-" + std::to_string(i);
+      issue(i);
+    }
+    finished.wait();
+
+    constexpr std::size_t total = chains * length;
+    std::set<log_offset> all_offsets;
+    for (const auto& c : cs) {
+      INFO(c.id);
+      CHECK(c.errors == 0);
+      CHECK(c.other_thread == 0);
+      REQUIRE(c.offsets.size() == length);
+      CHECK(std::is_sorted(c.offsets.begin(), c.offsets.end()));
+      all_offsets.insert(c.offsets.begin(), c.offsets.end());
+      auto events = j->replay(c.id, 1, 1000).value();
+      REQUIRE(events.size() == length);
+      for (sequence_nr seq = 1; seq <= length; ++seq) {
+        CHECK(events[seq - 1].seq == seq);
+        CHECK(events[seq - 1].payload == payload_of(c.id, seq));
+        CHECK(events[seq - 1].offset == c.offsets[seq - 1]);
+      }
+    }
+    // Offsets are dense from 1 over all chains.
+    CHECK(all_offsets.size() == total);
+    CHECK(*all_offsets.begin() == 1);
+    CHECK(*all_offsets.rbegin() == total);
+    INFO("commits: " << counts.commits.load() << " for " << total << " appends");
+    CHECK(counts.appends.load() == total);
+    CHECK(counts.commits.load() >= length); // a chained append never shares its parent's batch
+    CHECK(counts.commits.load() < total);   // but the chains share batches
+  }
+  SECTION("while the journal closes") {
+    // Chains that never stop: closing the journal ends each with exactly one `closed`, and what
+    // was acknowledged before is durable.
+    constexpr int chains = 4;
+    std::vector<chain> cs(chains);
+    std::vector<std::size_t> closed(chains, 0);
+    std::mutex progress_mutex;
+    std::condition_variable progress_cv;
+    std::size_t acknowledged = 0;
+    std::function<void(std::size_t)> issue = [&](std::size_t i) {
+      const std::string& id = cs[i].id;
+      auto req = make_append(shard_of(id, shards), id, cs[i].next, {"e"});
+      chained->append_async(std::move(req), [&, i](expected<append_result> r) {
+        auto& c = cs[i];
+        if (!r) {
+          if (r.error().code == errc::closed)
+            ++closed[i];
+          else
+            ++c.errors;
+          return;
+        }
+        ++c.next;
+        {
+          std::lock_guard lock{progress_mutex};
+          ++acknowledged;
+        }
+        progress_cv.notify_all();
+        issue(i);
+      });
+    };
+    for (std::size_t i = 0; i < chains; ++i) {
+      cs[i].id = "endless-" + std::to_string(i);
+      issue(i);
+    }
+    {
+      std::unique_lock lock{progress_mutex};
+      progress_cv.wait(lock, [&] { return acknowledged >= 10 * chains; });
+    }
+    j.reset(); // drains: the last callbacks' appends are refused with `closed`
+
+    auto again = open_ok(options(tmp.journal_dir(), shards));
+    for (std::size_t i = 0; i < chains; ++i) {
+      INFO(cs[i].id);
+      CHECK(cs[i].errors == 0);
+      CHECK(closed[i] == 1);
+      CHECK(again->highest_sequence_nr(cs[i].id).value() == cs[i].next - 1);
+    }
+  }
 }
 
 TEST_CASE("the map grows on demand while readers run", "[persistence][concurrency]") {
@@ -136,7 +297,7 @@ TEST_CASE("the map grows on demand while readers run", "[persistence][concurrenc
       sequence_nr seen = 0;
       while (!done.load()) {
         auto high = j->highest_sequence_nr("big");
-        auto end = j->shard_log_end(0);
+        auto end = j->log_end();
         auto some = j->replay("big", seen > 3 ? seen - 3 : 1, 4);
         if (!high || !end || !some) {
           read_errors.fetch_add(1);
@@ -285,9 +446,11 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   // latch outlives the blocker's callback: the results below come after it returned.
   std::latch release{1};
   std::promise<void> blocked;
+  bool blocker_written = false; // the blocker's own batch may fail too (the file cannot grow)
   std::vector<std::future<expected<append_result>>> results;
   {
-    j->append_async(make_append(1, "blocker", 1, {"b"}), [&](expected<append_result>) {
+    j->append_async(make_append(1, "blocker", 1, {"b"}), [&](expected<append_result> b) {
+      blocker_written = b.has_value();
       blocked.set_value();
       release.wait();
     });
@@ -313,13 +476,19 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   // Nothing of the failed batch is visible; the journal keeps running.
   CHECK(j->highest_sequence_nr("big-1").value() == 0);
   CHECK(j->highest_sequence_nr("big-2").value() == 0);
-  CHECK(j->shard_log_end(0).value() == 1);
-  CHECK(j->append(make_append(0, "big-1", 1, {"retried"})).has_value());
-  CHECK(j->shard_log_end(0).value() == 2);
+  const log_offset end = blocker_written ? 2 : 1; // "first", then maybe the blocker
+  CHECK(j->log_end().value() == end);
+  auto retried = j->append(make_append(0, "big-1", 1, {"retried"}));
+  REQUIRE(retried.has_value());
+  CHECK(retried->last_offset == end + 1); // failed batches took no offsets
+  CHECK(j->log_end().value() == end + 1);
   CHECK(counts.commits.load() >= commits_before + 1);
   j.reset();
 
   auto again = open_ok(opts);
-  CHECK(payloads(again->read_shard_log(0, 1, 10).value())
+  CHECK(payloads(again->read_shard_log(0, 1, 10).value().events)
         == std::vector<std::string>{"small", "retried"});
+  CHECK(payloads(whole_log(*again))
+        == (blocker_written ? std::vector<std::string>{"small", "b", "retried"}
+                            : std::vector<std::string>{"small", "retried"}));
 }

@@ -1,17 +1,20 @@
-// Single-threaded behaviour of the LMDB journal: append, replay, reopen, atomicity, shard logs,
-// snapshots and argument checks.
+// Single-threaded behaviour of the LMDB journal: append, replay, reopen, atomicity, the log and
+// its per-shard views, snapshots and argument checks.
 
 #include <catch2/catch.hpp>
 
 #include <chrono>
 #include <future>
 #include <latch>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "test_support.hpp"
 
+using kontor::log_offset;
+using kontor::sequence_nr;
 using kontor::shard_id;
 using namespace kontor::persistence;
 using namespace kontor::persistence::test;
@@ -55,7 +58,7 @@ TEST_CASE("appended events replay in order and survive a reopen", "[persistence]
   REQUIRE(events.has_value());
   CHECK(payloads(*events) == std::vector<std::string>{"opened", "deposited", "withdrawn"});
   CHECK(j->highest_sequence_nr("acc-1").value() == 3);
-  CHECK(j->shard_log_end(2).value() == 3);
+  CHECK(j->log_end().value() == 3);
   auto next = j->append(make_append(2, "acc-1", 4, {"closed"}));
   REQUIRE(next.has_value());
   CHECK(next->last_seq == 4);
@@ -144,19 +147,20 @@ TEST_CASE("a refused append writes nothing while the rest of its batch commits",
   std::vector<expected<append_result>> r;
   for (auto& f : results)
     r.push_back(f.get());
+  // The blocker holds offset 1; refused appends take no offsets.
   REQUIRE(r[0].has_value());
   CHECK(r[0]->last_seq == 2);
-  CHECK(r[0]->last_offset == 2);
+  CHECK(r[0]->last_offset == 3);
   CHECK(code_of(r[1]) == errc::sequence_conflict);
   CHECK_THAT(r[1].error().message, Catch::Contains("'b'"));
   REQUIRE(r[2].has_value());
   CHECK(r[2]->last_seq == 3);
-  CHECK(r[2]->last_offset == 3);
+  CHECK(r[2]->last_offset == 4);
   CHECK(code_of(r[3]) == errc::sequence_conflict);
   CHECK(code_of(r[4]) == errc::invalid_argument);
   REQUIRE(r[5].has_value());
   CHECK(r[5]->last_seq == 3);
-  CHECK(r[5]->last_offset == 6);
+  CHECK(r[5]->last_offset == 7);
   CHECK(r[0]->written_at == r[5]->written_at);
 
   {
@@ -168,8 +172,11 @@ TEST_CASE("a refused append writes nothing while the rest of its batch commits",
   CHECK(j->replay("b", 1, 100).value().empty());
   CHECK(j->highest_sequence_nr("c").value() == 0);
   CHECK(payloads(j->replay("a", 1, 100).value()) == std::vector<std::string>{"a-1", "a-2", "a-3"});
-  CHECK(payloads(j->read_shard_log(0, 1, 100).value())
+  CHECK(payloads(j->read_shard_log(0, 1, 100).value().events)
         == std::vector<std::string>{"a-1", "a-2", "a-3", "d-1", "d-2", "d-3"});
+  CHECK(payloads(whole_log(*j))
+        == std::vector<std::string>{"b", "a-1", "a-2", "a-3", "d-1", "d-2", "d-3"});
+  CHECK(j->log_end().value() == 7);
   // The refused append can be retried with the right sequence number.
   CHECK(j->append(make_append(0, "b", 1, {"b-1"})).has_value());
 }
@@ -185,54 +192,188 @@ TEST_CASE("invalid appends are refused with invalid_argument", "[persistence]") 
   CHECK(code_of(j->append(make_append(0, "acc", 0, {"e"}))) == errc::sequence_conflict);
   CHECK(code_of(j->append(make_append(0, "acc", 2, {"e"}))) == errc::sequence_conflict);
   CHECK(j->append(make_append(0, std::string(255, 'x'), 1, {"e"})).has_value());
-  CHECK(j->shard_log_end(0).value() == 1);
+  CHECK(j->log_end().value() == 1);
 
   CHECK(code_of(j->replay("", 1, 10)) == errc::invalid_argument);
   CHECK(code_of(j->highest_sequence_nr(std::string(256, 'x'))) == errc::invalid_argument);
   CHECK(code_of(j->load_snapshot("")) == errc::invalid_argument);
   CHECK(code_of(j->read_shard_log(4, 1, 10)) == errc::invalid_argument);
-  CHECK(code_of(j->shard_log_end(4)) == errc::invalid_argument);
   CHECK(code_of(save_snapshot(*j, snapshot{"", 1, "s"})) == errc::invalid_argument);
 }
 
-TEST_CASE("shard logs are dense per shard and in commit order", "[persistence]") {
+TEST_CASE("the log is dense from 1 across all shards, in commit order", "[persistence]") {
   temp_dir tmp;
   {
     auto j = open_ok(options(tmp.journal_dir(), 3));
-    for (shard_id s = 0; s < 3; ++s)
-      CHECK(j->shard_log_end(s).value() == 0);
+    CHECK(j->log_end().value() == 0);
+    auto empty = j->read_log(1, 100).value();
+    CHECK(empty.events.empty());
+    CHECK(empty.next == 1);
     REQUIRE(j->append(make_append(1, "p", 1, {"p1", "p2"})).value().last_offset == 2);
-    REQUIRE(j->append(make_append(0, "q", 1, {"q1"})).value().last_offset == 1);
-    REQUIRE(j->append(make_append(1, "r", 1, {"r1"})).value().last_offset == 3);
-    REQUIRE(j->append(make_append(1, "p", 3, {"p3"})).value().last_offset == 4);
-    REQUIRE(j->append(make_append(0, "q", 2, {"q2", "q3"})).value().last_offset == 3);
+    REQUIRE(j->append(make_append(0, "q", 1, {"q1"})).value().last_offset == 3);
+    REQUIRE(j->append(make_append(1, "r", 1, {"r1"})).value().last_offset == 4);
+    REQUIRE(j->append(make_append(1, "p", 3, {"p3"})).value().last_offset == 5);
+    REQUIRE(j->append(make_append(0, "q", 2, {"q2", "q3"})).value().last_offset == 7);
+    CHECK(j->log_end().value() == 7);
   }
   auto j = open_ok(options(tmp.journal_dir(), 3));
-  CHECK(j->shard_log_end(0).value() == 3);
-  CHECK(j->shard_log_end(1).value() == 4);
-  CHECK(j->shard_log_end(2).value() == 0);
+  CHECK(j->log_end().value() == 7);
 
-  auto log1 = j->read_shard_log(1, 1, 100).value();
-  REQUIRE(log1.size() == 4);
-  CHECK(payloads(log1) == std::vector<std::string>{"p1", "p2", "r1", "p3"});
-  for (std::size_t i = 0; i < log1.size(); ++i) {
-    CHECK(log1[i].offset == i + 1);
-    CHECK(log1[i].shard == 1);
+  auto log = j->read_log(1, 100).value();
+  CHECK(log.next == 8);
+  REQUIRE(log.events.size() == 7);
+  CHECK(payloads(log.events) == std::vector<std::string>{"p1", "p2", "q1", "r1", "p3", "q2", "q3"});
+  const std::vector<shard_id> shards{1, 1, 0, 1, 1, 0, 0};
+  for (std::size_t i = 0; i < log.events.size(); ++i) {
+    CHECK(log.events[i].offset == i + 1);
+    CHECK(log.events[i].shard == shards[i]);
   }
-  CHECK(log1[2].persistence_id == "r");
-  CHECK(log1[2].seq == 1);
-  CHECK(log1[3].persistence_id == "p");
-  CHECK(log1[3].seq == 3);
+  CHECK(log.events[3].persistence_id == "r");
+  CHECK(log.events[3].seq == 1);
+  CHECK(log.events[4].persistence_id == "p");
+  CHECK(log.events[4].seq == 3);
+  // Replay reports the same (global) offsets.
+  auto p = j->replay("p", 1, 100).value();
+  REQUIRE(p.size() == 3);
+  CHECK(p[0].offset == 1);
+  CHECK(p[2].offset == 5);
+  CHECK(p[2].shard == 1);
 
-  auto tail = j->read_shard_log(1, 3, 100).value();
-  REQUIRE(tail.size() == 2);
-  CHECK(tail[0].offset == 3);
-  CHECK(payloads(tail) == std::vector<std::string>{"r1", "p3"});
-  CHECK(payloads(j->read_shard_log(1, 2, 2).value()) == std::vector<std::string>{"p2", "r1"});
-  CHECK(payloads(j->read_shard_log(0, 0, 100).value()) == std::vector<std::string>{"q1", "q2", "q3"});
-  CHECK(j->read_shard_log(1, 5, 100).value().empty());
-  CHECK(j->read_shard_log(2, 1, 100).value().empty());
-  CHECK(j->read_shard_log(1, 1, 0).value().empty());
+  // The log is read in pages: each continues at the previous page's `next`.
+  std::vector<stored_event> paged;
+  std::size_t pages = 0;
+  for (log_offset from = 0; from <= 7; ++pages) {
+    auto page = j->read_log(from, 3).value();
+    REQUIRE(page.events.size() <= 3);
+    REQUIRE(page.next > from);
+    paged.insert(paged.end(), page.events.begin(), page.events.end());
+    from = page.next;
+  }
+  CHECK(pages == 3);
+  CHECK(payloads(paged) == payloads(log.events));
+  auto middle = j->read_log(3, 2).value();
+  CHECK(payloads(middle.events) == std::vector<std::string>{"q1", "r1"});
+  CHECK(middle.next == 5);
+  auto past = j->read_log(8, 100).value();
+  CHECK(past.events.empty());
+  CHECK(past.next == 8);
+  auto none = j->read_log(2, 0).value();
+  CHECK(none.events.empty());
+  CHECK(none.next == 2);
+
+  // A shard's log is the log filtered by shard: global offsets, gaps where other shards wrote.
+  auto log1 = j->read_shard_log(1, 1, 100).value();
+  CHECK(payloads(log1.events) == std::vector<std::string>{"p1", "p2", "r1", "p3"});
+  std::vector<log_offset> offsets;
+  for (const auto& e : log1.events) {
+    CHECK(e.shard == 1);
+    offsets.push_back(e.offset);
+  }
+  CHECK(offsets == std::vector<log_offset>{1, 2, 4, 5});
+  CHECK(log1.next == 8); // examined up to the end of the log
+  CHECK(payloads(j->read_shard_log(1, 3, 100).value().events)
+        == std::vector<std::string>{"r1", "p3"});
+  auto at_max = j->read_shard_log(1, 2, 2).value();
+  CHECK(payloads(at_max.events) == std::vector<std::string>{"p2", "r1"});
+  CHECK(at_max.next == 5); // right after the last one returned
+  CHECK(payloads(j->read_shard_log(0, 0, 100).value().events)
+        == std::vector<std::string>{"q1", "q2", "q3"});
+  auto tail = j->read_shard_log(1, 6, 100).value();
+  CHECK(tail.events.empty());
+  CHECK(tail.next == 8);
+  auto unused = j->read_shard_log(2, 1, 100).value();
+  CHECK(unused.events.empty());
+  CHECK(unused.next == 8);
+  auto zero = j->read_shard_log(1, 1, 0).value();
+  CHECK(zero.events.empty());
+  CHECK(zero.next == 1);
+  // max_scan bounds the entries examined, matching or not.
+  auto scan2 = j->read_shard_log(0, 1, 100, 2).value();
+  CHECK(scan2.events.empty());
+  CHECK(scan2.next == 3);
+  auto scan3 = j->read_shard_log(0, scan2.next, 100, 2).value();
+  CHECK(payloads(scan3.events) == std::vector<std::string>{"q1"});
+  CHECK(scan3.next == 5);
+  CHECK(j->read_shard_log(0, 1, 100, 0).value().next == 1);
+
+  // The reopened journal continues the log where it ended.
+  CHECK(j->append(make_append(2, "s", 1, {"s1"})).value().last_offset == 8);
+  CHECK(j->log_end().value() == 8);
+  CHECK(payloads(j->read_shard_log(2, 1, 100).value().events) == std::vector<std::string>{"s1"});
+}
+
+TEST_CASE("paging a sparse shard with a small max_scan returns each of its events once",
+          "[persistence]") {
+  constexpr std::uint32_t shards = 3;
+  constexpr shard_id sparse = 2;
+  temp_dir tmp;
+  auto j = open_ok(options(tmp.journal_dir(), shards));
+  // 400 appends, mostly to shards 0 and 1; every 37th goes to the sparse shard, some of those
+  // with several events (several offsets per append).
+  std::vector<append_request> reqs;
+  std::map<std::string, sequence_nr> next_seq;
+  for (int i = 1; i <= 400; ++i) {
+    const bool to_sparse = i % 37 == 0;
+    const std::string id =
+      to_sparse ? "sparse-" + std::to_string(i % 3) : "dense-" + std::to_string(i % 5);
+    const shard_id shard = to_sparse ? sparse : static_cast<shard_id>(i % 2);
+    auto& seq = next_seq[id];
+    std::vector<std::string> events;
+    const int n = to_sparse && i % 2 == 0 ? 3 : 1;
+    for (int e = 0; e < n; ++e)
+      events.push_back(id + "#" + std::to_string(seq + 1 + static_cast<sequence_nr>(e)));
+    reqs.push_back(make_append(shard, id, seq + 1, std::move(events)));
+    seq += static_cast<sequence_nr>(n);
+  }
+  for (auto& r : append_all(*j, std::move(reqs)))
+    REQUIRE(r.has_value());
+
+  std::vector<stored_event> expected_events;
+  for (auto& e : whole_log(*j))
+    if (e.shard == sparse)
+      expected_events.push_back(std::move(e));
+  REQUIRE(expected_events.size() > 10);
+  const log_offset end = j->log_end().value();
+
+  constexpr std::size_t max = 2;
+  constexpr std::size_t max_scan = 5;
+  std::vector<stored_event> got;
+  std::size_t empty_pages = 0;
+  std::size_t calls = 0;
+  for (log_offset from = 1; from <= end; ++calls) {
+    REQUIRE(calls <= end); // every call makes progress
+    auto page = j->read_shard_log(sparse, from, max, max_scan).value();
+    REQUIRE(page.events.size() <= max);
+    REQUIRE(page.next > from);
+    REQUIRE(page.next - from <= max_scan); // offsets are dense: examined = next - from
+    for (const auto& e : page.events) {
+      CHECK(e.shard == sparse);
+      CHECK(e.offset >= from);
+      CHECK(e.offset < page.next);
+    }
+    if (page.events.empty())
+      ++empty_pages;
+    got.insert(got.end(), page.events.begin(), page.events.end());
+    from = page.next;
+  }
+  CHECK(empty_pages > 0); // scans through other shards' entries stopped at max_scan
+  REQUIRE(got.size() == expected_events.size());
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    CHECK(got[i].offset == expected_events[i].offset);
+    CHECK(got[i].persistence_id == expected_events[i].persistence_id);
+    CHECK(got[i].seq == expected_events[i].seq);
+    CHECK(got[i].payload == expected_events[i].payload);
+  }
+  // And each sparse id's events are complete and in seq order.
+  for (const auto& [id, high] : next_seq) {
+    if (id.rfind("sparse-", 0) != 0)
+      continue;
+    sequence_nr seen = 0;
+    for (const auto& e : got)
+      if (e.persistence_id == id)
+        CHECK(e.seq == ++seen);
+    CHECK(seen == high);
+  }
 }
 
 TEST_CASE("snapshots keep the latest and survive a reopen", "[persistence]") {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <future>
+#include <limits>
 #include <memory>
 #include <string>
 #include <system_error>
@@ -59,6 +60,30 @@ inline std::unique_ptr<journal> open_ok(lmdb_options opts) {
 inline append_request make_append(shard_id shard, std::string id, sequence_nr first_seq,
                                   std::vector<std::string> events) {
   return append_request{shard, std::move(id), first_seq, std::move(events)};
+}
+
+/// Queues all appends at once (so that they can share batches, in this order) and waits for
+/// every result.
+inline std::vector<expected<append_result>> append_all(journal& j,
+                                                       std::vector<append_request> reqs) {
+  std::vector<std::future<expected<append_result>>> futures;
+  for (auto& req : reqs) {
+    auto p = std::make_shared<std::promise<expected<append_result>>>();
+    futures.push_back(p->get_future());
+    j.append_async(std::move(req), [p](expected<append_result> r) { p->set_value(std::move(r)); });
+  }
+  std::vector<expected<append_result>> out;
+  for (auto& f : futures)
+    out.push_back(f.get());
+  return out;
+}
+
+/// Reads the whole log in one call.
+inline std::vector<stored_event> whole_log(const journal& j) {
+  auto page = j.read_log(1, std::numeric_limits<std::size_t>::max());
+  if (!page)
+    FAIL("read_log failed: " << to_string(page.error().code) << ": " << page.error().message);
+  return std::move(page->events);
 }
 
 /// Saves a snapshot and waits until it is durable.
