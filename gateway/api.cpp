@@ -212,9 +212,48 @@ bool parse_if_match(std::string_view text, std::optional<std::uint64_t>& out) {
 
 using body_mapper = std::optional<field_error> (*)(const json::object&, account::pb::Command&);
 
+/// The route template of a request, for metrics (bounded set of values).
+std::string route_label(const http_request& req) {
+  auto t = split_target(req.target);
+  const auto& s = t.segments;
+  std::string path;
+  if (s.size() == 1 && (s[0] == "accounts" || s[0] == "health" || s[0] == "ready"
+                        || s[0] == "events" || s[0] == "metrics"))
+    path = "/" + std::string(s[0]);
+  else if (s.size() == 2 && s[0] == "accounts")
+    path = "/accounts/{id}";
+  else if (s.size() == 2 && s[0] == "stats" && s[1] == "countries")
+    path = "/stats/countries";
+  else if (s.size() == 3 && s[0] == "accounts"
+           && (s[2] == "limit" || s[2] == "transactions" || s[2] == "lock" || s[2] == "unlock"
+               || s[2] == "address" || s[2] == "phones" || s[2] == "events"))
+    path = "/accounts/{id}/" + std::string(s[2]);
+  else
+    return "other";
+  static const char* methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
+  for (auto m : methods)
+    if (req.method == m)
+      return req.method + " " + path;
+  return "other " + path;
+}
+
 } // namespace
 
 void api::operator()(http_request&& req, responder respond) const {
+  if (!ctx_.metrics)
+    return route(std::move(req), std::move(respond));
+  auto label = route_label(req);
+  auto* metrics = ctx_.metrics;
+  route(std::move(req), [label = std::move(label), metrics, respond = std::move(respond)](http_response r) {
+    metrics
+      ->counter("kontor_http_requests_total", "HTTP requests by route and status",
+                {{"route", label}, {"status", std::to_string(r.status)}})
+      .inc();
+    respond(std::move(r));
+  });
+}
+
+void api::route(http_request&& req, responder respond) const {
   auto target = split_target(req.target);
   const auto& seg = target.segments;
   const auto& method = req.method;
@@ -267,6 +306,21 @@ void api::operator()(http_request&& req, responder respond) const {
       return respond(unavailable("not_ready", "the node is starting or stopping"));
     return respond(json_response(200, "{\"status\":\"ready\"}"));
   }
+  if (seg.size() == 1 && seg[0] == "metrics") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    http_response r;
+    r.body = ctx_.metrics ? ctx_.metrics->render() : std::string{};
+    r.content_type = "text/plain; version=0.0.4";
+    return respond(std::move(r));
+  }
+  if ((seg.size() == 1 && seg[0] == "events") || (seg.size() == 2 && seg[0] == "stats" && seg[1] == "countries")) {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    if (!ctx_.reads)
+      return respond(unavailable("read_side_disabled", "this node runs with read-side = off"));
+    return respond(read_model_query(seg.size() == 1 ? "events" : "countries", {}, target.query));
+  }
   if (seg.empty() || seg[0] != "accounts" || seg.size() > 3)
     return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
 
@@ -291,6 +345,12 @@ void api::operator()(http_request&& req, responder respond) const {
                                    "asOf must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z", "asOf"));
       return as_of_query(std::string(id), *at, std::move(respond));
     }
+    auto consistent = query_param(target.query, "consistent");
+    if (consistent && *consistent != "true" && *consistent != "false")
+      return fail(error_response(400, "invalid_parameter", "consistent must be true or false",
+                                 "consistent"));
+    if (!(consistent && *consistent == "true") && ctx_.reads)
+      return respond(read_model_query("account", id, target.query));
     account::pb::Command cmd;
     cmd.set_account_id(std::string(id));
     cmd.mutable_get_account();
@@ -339,6 +399,56 @@ void api::operator()(http_request&& req, responder respond) const {
     return command(id, r.mapper, r.shape, r.body_optional);
   }
   return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
+}
+
+http_response api::read_model_query(const std::string& what, std::string_view id,
+                                    std::string_view query) const {
+  auto offset = std::to_string(ctx_.projection ? ctx_.projection->applied.load() : 0);
+  auto with_offset = [&](http_response r) {
+    r.headers.emplace_back("X-Projection-Offset", offset);
+    return r;
+  };
+  if (what == "account") {
+    auto view = ctx_.reads->account(std::string(id));
+    if (!view)
+      return unavailable("read_model_unavailable", view.error().message);
+    if (!*view)
+      return with_offset(error_response(
+        404, "account_not_found",
+        "Account " + std::string(id)
+          + " is not in the read model (yet); ?consistent=true asks the account itself"));
+    auto r = json_response(200, json::serialize(account_to_json(**view)));
+    r.headers.emplace_back("ETag", "\"" + std::to_string((*view)->version()) + "\"");
+    return with_offset(std::move(r));
+  }
+  if (what == "countries") {
+    auto totals = ctx_.reads->countries();
+    if (!totals)
+      return unavailable("read_model_unavailable", totals.error().message);
+    json::object out;
+    for (const auto& [country, t] : *totals)
+      out[country] = json::object{{"totalAccounts", t.total_accounts},
+                                  {"combinedLimit", t.combined_limit}};
+    return with_offset(json_response(200, json::serialize(out)));
+  }
+  std::optional<http_response> bad;
+  auto from = positive_param(query, "from", bad);
+  auto limit = positive_param(query, "limit", bad);
+  if (bad)
+    return std::move(*bad);
+  auto events = ctx_.reads->events(from.value_or(1),
+                                   std::min<std::size_t>(limit.value_or(default_events_page),
+                                                         max_events_page));
+  if (!events)
+    return unavailable("read_model_unavailable", events.error().message);
+  json::array out;
+  for (const auto& [off, ev] : *events) {
+    auto entry = event_to_log_json(ev);
+    entry["offset"] = off;
+    entry["accountId"] = ev.account_id();
+    out.push_back(std::move(entry));
+  }
+  return with_offset(json_response(200, json::serialize(out)));
 }
 
 void api::events_query(std::string id, std::uint64_t from, std::size_t limit,

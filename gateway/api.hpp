@@ -5,10 +5,13 @@
 #include <string>
 
 #include "domain/account/account.hpp"
+#include "gateway/account_projection.hpp"
 #include "gateway/bridge.hpp"
 #include "gateway/http_types.hpp"
 #include "gateway/query_pool.hpp"
+#include "runtime/core/metrics.hpp"
 #include "runtime/persistence/journal.hpp"
+#include "runtime/projection/read_model.hpp"
 
 namespace kontor::gateway {
 
@@ -19,6 +22,9 @@ struct api_context {
   query_pool* queries = nullptr;               ///< where journal reads run
   const account::rules* rules = nullptr;
   const std::atomic<bool>* ready = nullptr;    ///< readiness of the node
+  const account_queries* reads = nullptr;      ///< the read model (eventually consistent)
+  const projection::read_model_stats* projection = nullptr; ///< its offset
+  metrics_registry* metrics = nullptr;         ///< GET /metrics, request counters
   std::string node_name;
 };
 
@@ -36,6 +42,11 @@ private:
   void events_query(std::string id, std::uint64_t from, std::size_t limit, responder respond) const;
   /// GET /accounts/{id}?asOf=: the account rebuilt from its events up to `at_ms`.
   void as_of_query(std::string id, std::int64_t at_ms, responder respond) const;
+  /// The read-side routes: GET /accounts/{id}, /stats/countries, /events.
+  http_response read_model_query(const std::string& what, std::string_view id,
+                                 std::string_view query) const;
+  /// Routes one request (the public operator() adds metrics around it).
+  void route(http_request&& req, responder respond) const;
 
   api_context ctx_;
 };

@@ -10,15 +10,20 @@
 
 #include "domain/account/account.hpp"
 #include "gateway/account_entity.hpp"
+#include "gateway/account_projection.hpp"
 #include "gateway/api.hpp"
 #include "gateway/bridge.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/node_config.hpp"
 #include "gateway/query_pool.hpp"
 #include "runtime/core/log.hpp"
+#include "runtime/core/metrics.hpp"
 #include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/projection/poller.hpp"
+#include "runtime/projection/read_model.hpp"
 #include "runtime/sharding/messages.hpp"
 #include "runtime/sharding/shard_region.hpp"
+#include "runtime/singleton/singleton_manager.hpp"
 
 using namespace kontor;
 
@@ -26,9 +31,25 @@ namespace {
 
 constexpr const char* component = "node";
 
+/// Latency buckets in seconds, 0.1 ms to 10 s.
+std::vector<double> latency_buckets() {
+  return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+}
+
 int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
+  metrics_registry metrics;
+  auto& fsync = metrics.histogram("kontor_journal_commit_seconds",
+                                  "journal group commit time (write + fsync)", latency_buckets());
+  auto& appended = metrics.counter("kontor_events_appended_total", "events made durable in the journal");
+  auto& batches = metrics.counter("kontor_journal_commits_total", "journal group commits");
+
   persistence::lmdb_options jopts;
-  jopts.dir = cfg.data_dir;
+  jopts.dir = std::filesystem::path(cfg.data_dir) / "journal";
+  jopts.on_commit = [&](std::size_t, std::size_t events, std::chrono::nanoseconds t) {
+    fsync.observe(std::chrono::duration<double>(t).count());
+    appended.inc(events);
+    batches.inc();
+  };
   jopts.number_of_shards = cfg.number_of_shards;
   jopts.initial_map_size = cfg.journal_initial_map_mb << 20;
   jopts.max_batch_appends = cfg.journal_max_batch;
@@ -38,7 +59,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
         std::string("cannot open the journal: ") + journal.error().message);
     return 1;
   }
-  log(log_level::info, component, "journal open in " + cfg.data_dir);
+  log(log_level::info, component, "journal open in " + jopts.dir.string());
 
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::kontor>();
@@ -61,9 +82,71 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   auto region = sharding::spawn_shard_region(sys, rs);
   gateway::bridge entities{sys, region, cfg.command_timeout};
 
+  // Read side: the poller runs as a cluster singleton; this node's read model subscribes to it.
+  singleton::singleton_manager singletons{sys};
+  std::unique_ptr<projection::read_model> read_model;
+  std::unique_ptr<gateway::account_queries> read_queries;
+  if (cfg.read_side) {
+    projection::poller_settings ps;
+    ps.journal = journal->get();
+    ps.batch_size = cfg.projection_batch;
+    ps.idle_min = cfg.projection_idle_min;
+    ps.idle_max = cfg.projection_idle_max;
+    auto poller = singletons.start("poller", [ps](caf::actor_system& s) {
+      return projection::spawn_poller(s, ps);
+    });
+    projection::read_model_settings rms;
+    rms.dir = std::filesystem::path(cfg.data_dir) / "read";
+    rms.handler = gateway::account_projection();
+    rms.stats->lag_seconds = &metrics.histogram(
+      "kontor_projection_lag_seconds", "time from journal commit to read-model commit, per event",
+      latency_buckets());
+    auto opened = projection::read_model::open(sys, rms);
+    if (!opened) {
+      log(log_level::error, component, "cannot open the read model: " + opened.error().message);
+      singletons.stop_all();
+      caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+      caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+      return 1;
+    }
+    read_model = std::move(*opened);
+    read_model->subscribe(poller);
+    read_queries = std::make_unique<gateway::account_queries>(read_model->store());
+    auto* rm = read_model.get();
+    auto* jrnl = journal->get();
+    metrics.gauge("kontor_projection_offset", "journal offset the read model has applied",
+                  [rm] { return static_cast<double>(rm->stats().applied.load()); });
+    metrics.gauge("kontor_projection_lag_events", "journal events not yet in the read model",
+                  [rm, jrnl] {
+                    auto end = jrnl->log_end();
+                    auto applied = rm->stats().applied.load();
+                    return end && *end > applied ? static_cast<double>(*end - applied) : 0.0;
+                  });
+    metrics.gauge("kontor_projection_lag_ms", "lag of the last event the read model applied",
+                  [rm] { return static_cast<double>(rm->stats().lag_ms.load()); });
+  }
+
+  auto stats = rs.stats;
+  metrics.gauge("kontor_live_entities", "accounts with a running actor",
+                [stats] { return static_cast<double>(stats->live_entities.load()); });
+  metrics.gauge("kontor_entity_recoveries", "entity starts (recoveries) since node start",
+                [stats] { return static_cast<double>(stats->recoveries.load()); });
+  metrics.gauge("kontor_journal_failures", "appends the journal refused since node start",
+                [stats] { return static_cast<double>(stats->journal_failures.load()); });
+
   std::atomic<bool> ready{false};
   auto queries = std::make_unique<gateway::query_pool>(1, 256);
-  gateway::api api{{&entities, journal->get(), queries.get(), &rules, &ready, cfg.node_name}};
+  gateway::api api{{&entities, journal->get(), queries.get(), &rules, &ready, read_queries.get(),
+                    read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name}};
+
+  auto stop_actors = [&] {
+    singletons.stop_all();
+    if (read_model)
+      caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+    sys.await_all_actors_done();
+  };
 
   gateway::http_settings hs;
   hs.address = cfg.http_address;
@@ -79,8 +162,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
       });
   } catch (const std::exception& e) {
     log(log_level::error, component, e.what());
-    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+    stop_actors();
     return 1;
   }
   server->start();
@@ -96,9 +178,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   // journal), then no pending query jobs, then the HTTP machinery, then the journal.
   ready = false;
   server->stop();
-  caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
-  sys.await_all_actors_done();
+  stop_actors();
   queries.reset();
   server.reset();
   log(log_level::info, component, "stopped");

@@ -143,6 +143,22 @@ std::vector<option> options() {
     {"journal-max-batch", std::to_string(d.journal_max_batch),
      "most appends in one group commit",
      int_setter(&node_config::journal_max_batch, 1, 1'000'000)},
+    {"read-side", d.read_side ? "on" : "off",
+     "run the poller and read models (off: reads go to the accounts themselves)",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       if (t != "on" && t != "off")
+         throw bad_value{n + ": '" + t + "' is neither on nor off"};
+       c.read_side = t == "on";
+     }},
+    {"projection-batch", std::to_string(d.projection_batch),
+     "events per batch the poller delivers to the read models",
+     int_setter(&node_config::projection_batch, 1, 100000)},
+    {"projection-idle-min", ms_text(d.projection_idle_min),
+     "first wait of the poller after it found nothing new (doubles while idle)",
+     duration_setter(&node_config::projection_idle_min, 1)},
+    {"projection-idle-max", ms_text(d.projection_idle_max),
+     "longest wait of an idle poller: bounds the lag of the first event after a quiet spell",
+     duration_setter(&node_config::projection_idle_max, 1)},
     {"scheduler-threads", std::to_string(d.scheduler_threads),
      "actor scheduler threads (0: one per core)",
      int_setter(&node_config::scheduler_threads, 0, 256)},

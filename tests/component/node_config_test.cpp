@@ -84,9 +84,9 @@ TEST_CASE("the defaults file starts a node, and flags win over the environment",
 TEST_CASE("a corrupt or foreign data directory is a clear startup error", "[config]") {
   temp_dir dir;
   auto data = dir.path() / "data";
-  std::filesystem::create_directories(data);
+  std::filesystem::create_directories(data / "journal");
   {
-    std::ofstream garbage(data / "data.mdb", std::ios::binary);
+    std::ofstream garbage(data / "journal" / "data.mdb", std::ios::binary);
     for (int i = 0; i < 100000; ++i)
       garbage.put(static_cast<char>(i * 7919 % 251));
   }
