@@ -1,6 +1,7 @@
 #include "gateway/account_projection.hpp"
 
 #include "domain/account/account.hpp"
+#include "runtime/core/bytes.hpp"
 #include "runtime/core/log.hpp"
 
 namespace kontor::gateway {
@@ -9,23 +10,9 @@ namespace {
 
 enum table : persistence::table_id { accounts = 0, countries = 1, global_log = 2 };
 
-std::string be64(std::uint64_t v) {
-  std::string out(8, '\0');
-  for (int i = 7; i >= 0; --i, v >>= 8)
-    out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
-  return out;
-}
-
-std::uint64_t from_be64(std::string_view s) {
-  std::uint64_t v = 0;
-  for (unsigned char c : s.substr(0, 8))
-    v = (v << 8) | c;
-  return v;
-}
-
 std::string encode(const account::country_totals& t) {
-  return be64(static_cast<std::uint64_t>(t.total_accounts))
-         + be64(static_cast<std::uint64_t>(t.combined_limit));
+  return to_be64(static_cast<std::uint64_t>(t.total_accounts))
+         + to_be64(static_cast<std::uint64_t>(t.combined_limit));
 }
 
 account::country_totals decode_totals(std::string_view s) {
@@ -69,7 +56,7 @@ public:
       account::apply(totals, d);
       txn.put(countries, d.country, encode(totals));
     }
-    txn.append(global_log, be64(stored.offset), stored.payload);
+    txn.append(global_log, to_be64(stored.offset), stored.payload);
   }
 };
 
@@ -113,7 +100,7 @@ persistence::expected<std::vector<std::pair<log_offset, account::pb::Event>>>
 account_queries::events(log_offset from, std::size_t limit) const {
   std::vector<std::pair<log_offset, account::pb::Event>> out;
   auto r = store_.read([&](const persistence::store_reader& txn) {
-    txn.scan(global_log, be64(from), [&](std::string_view key, std::string_view value) {
+    txn.scan(global_log, to_be64(from), [&](std::string_view key, std::string_view value) {
       if (out.size() >= limit)
         return false;
       if (auto ev = account::parse_event(value))

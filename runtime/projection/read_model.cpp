@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "runtime/core/bytes.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/projection/messages.hpp"
 
@@ -16,20 +17,6 @@ using resubscribe_atom = caf::atom_constant<caf::atom("prj_resub")>;
 constexpr const char* component = "read-model";
 constexpr const char* format_key = "format";
 constexpr const char* offset_key = "offset"; // next offset to apply, 8 bytes big-endian
-
-std::string be64(std::uint64_t v) {
-  std::string out(8, '\0');
-  for (int i = 7; i >= 0; --i, v >>= 8)
-    out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
-  return out;
-}
-
-std::uint64_t from_be64(std::string_view s) {
-  std::uint64_t v = 0;
-  for (unsigned char c : s.substr(0, 8))
-    v = (v << 8) | c;
-  return v;
-}
 
 epoch_ms now_ms() {
   using namespace std::chrono;
@@ -103,7 +90,7 @@ caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
       auto written = st.store->write([&](persistence::store_writer& txn) {
         for (const auto& ev : batch.events)
           st.handler->apply(txn, ev);
-        txn.put(st.meta, offset_key, be64(next));
+        txn.put(st.meta, offset_key, to_be64(next));
       });
       if (!written) {
         log(log_level::error, component, "applying a batch failed: " + written.error().message);
@@ -188,7 +175,7 @@ read_model::open(caf::actor_system& sys, read_model_settings settings) {
       return cleared.error();
     auto init = (*store)->write([&](persistence::store_writer& w) {
       w.put(meta, format_key, wanted);
-      w.put(meta, offset_key, be64(1));
+      w.put(meta, offset_key, to_be64(1));
     });
     if (!init)
       return init.error();
