@@ -29,6 +29,12 @@ struct proxy_state {
 /// Forwards everything to the current instance; parks messages while there is none. The host
 /// tells it the instance (or none) with (instance_atom, actor).
 caf::behavior proxy_actor(caf::stateful_actor<proxy_state>* self) {
+  // Watching the instance itself (not only through the host) narrows the window in which a
+  // message is still forwarded to an instance that just failed.
+  self->set_down_handler([=](caf::down_msg& msg) {
+    if (msg.source == self->state.instance.address())
+      self->state.instance = nullptr;
+  });
   self->set_default_handler([=](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
     auto& st = self->state;
     auto promise = self->make_response_promise();
@@ -44,6 +50,7 @@ caf::behavior proxy_actor(caf::stateful_actor<proxy_state>* self) {
       st.instance = std::move(instance);
       if (!st.instance)
         return;
+      self->monitor(st.instance);
       while (!st.waiting.empty()) {
         st.waiting.front().promise.delegate(st.instance, std::move(st.waiting.front().content));
         st.waiting.pop_front();

@@ -29,7 +29,9 @@ public:
   singleton_manager& operator=(const singleton_manager&) = delete;
 
   /// Starts singleton `name` made by `factory` and returns its proxy. The proxy forwards every
-  /// message (requests keep their reply path) to the current instance.
+  /// message (requests keep their reply path) to the current instance and parks messages while
+  /// there is none. A request that reaches an instance in the instant it fails gets an error
+  /// (as any request to a failing actor): callers retry, as they must across nodes anyway.
   caf::actor start(const std::string& name, singleton_factory factory);
 
   /// Stops every singleton and proxy this manager started.
