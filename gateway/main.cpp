@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include <caf/all.hpp>
 
@@ -64,8 +65,10 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::kontor>();
   caf_cfg.set("scheduler.policy", caf::atom_from_string(cfg.scheduler_policy));
-  if (cfg.scheduler_threads > 0)
-    caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.scheduler_threads));
+  // 0 means one per core (CAF's own default is at least 4, which oversubscribes small nodes).
+  auto threads = cfg.scheduler_threads > 0 ? cfg.scheduler_threads
+                                           : std::max(1u, std::thread::hardware_concurrency());
+  caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(threads));
   caf::actor_system sys{caf_cfg};
 
   account::rules rules;

@@ -12,7 +12,8 @@ using sequence_nr = std::uint64_t;
 /// A shard: the unit of placement, handoff and replication. Fixed count per cluster.
 using shard_id = std::uint32_t;
 
-/// Position of an event in one shard's ordered log; the first event is 1, 0 means "none yet".
+/// Position of an event in the journal's global ordered log (all shards together); the first
+/// event is 1, 0 means "none yet".
 using log_offset = std::uint64_t;
 
 /// Wall-clock milliseconds since the Unix epoch.

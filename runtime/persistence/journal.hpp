@@ -15,7 +15,7 @@ namespace kontor::persistence {
 
 /// One atomic write for one persistence id: all events land, in order, or none does.
 struct append_request {
-  shard_id shard = 0;             ///< the shard log the events go to (must be < shard count)
+  shard_id shard = 0;             ///< the shard the events belong to (must be < shard count)
   std::string persistence_id;     ///< 1..255 bytes
   sequence_nr first_seq = 0;      ///< must equal highest_sequence_nr(persistence_id) + 1
   std::vector<std::string> events;///< opaque payloads, at least one
@@ -98,7 +98,7 @@ public:
   /// The offset of the last event in the log (0 when empty).
   virtual expected<log_offset> log_end() const = 0;
 
-  /// The number of shard logs (fixed when the journal is created).
+  /// The number of shards (fixed when the journal is created).
   virtual std::uint32_t number_of_shards() const noexcept = 0;
 
   /// Blocking append: queues and waits for the result. For tools and tests, not for actors.

@@ -9,6 +9,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <new>
@@ -24,18 +26,26 @@
 #include <variant>
 #include <vector>
 
+#include "runtime/core/log.hpp"
 #include "runtime/persistence/lmdb_error.hpp"
 
-// On-disk layout (format "kontor-journal/1"), one LMDB environment per data directory:
-//   meta       "format" -> "kontor-journal/1", "shards" -> u32 BE
-//   log        offset u64 BE (1, 2, 3, ... dense, commit order) -> record (written with MDB_APPEND)
-//              record = [version u8 = 1][shard u32 BE][seq u64 BE][written_at i64 BE]
-//                       [id len u8][id][payload]
-//   index      [id len u8][id][seq u64 BE] -> offset u64 BE
-//   snapshots  [id len u8][id] -> [seq u64 BE][payload]
-// The log is the full truth; index and snapshots can be rebuilt from it. A shard's log is the log
-// filtered by the shard in each record: one B-tree to append to keeps a group commit's dirty
-// pages few (one log tail plus the index leaves), whatever the number of shards it touches.
+// On-disk layout (format "kontor-journal/2"), two LMDB environments per data directory:
+//   <dir>/        the log environment, the truth: a group commit is fsynced before it is acknowledged
+//     meta        "format" -> "kontor-journal/2", "shards" -> u32 BE
+//     log         offset u64 BE (1, 2, 3, ... dense, commit order) -> record (written with MDB_APPEND)
+//                 record = [version u8 = 1][shard u32 BE][seq u64 BE][written_at i64 BE]
+//                          [id len u8][id][payload]
+//     snapshots   [id len u8][id] -> [seq u64 BE][payload]
+//   <dir>/index/  the index environment, derived from the log by the indexer thread, apart from
+//                 the acknowledged commits (MDB_NOMETASYNC: an OS crash may lose its last commit)
+//     meta        "format" -> "kontor-journal-index/1", "watermark" -> offset u64 BE: every log
+//                 entry with offset <= watermark is in `index` (same commit as the entries)
+//     index       [id len u8][id][seq u64 BE] -> offset u64 BE
+// A shard's log is the log filtered by the shard in each record. A group commit writes only the
+// log's tail pages; the index pages of its ids are written later, once per index commit for all
+// the events of an interval. Committed entries above the watermark are in memory (the tail), so
+// reads by id see every acknowledged append. The index can always be rebuilt from the log: a
+// missing, corrupt or foreign one is deleted and rebuilt when the journal opens.
 
 namespace kontor::persistence {
 
@@ -44,9 +54,13 @@ namespace {
 namespace fs = std::filesystem;
 using detail::lmdb_error;
 
-constexpr std::string_view journal_format = "kontor-journal/1";
+constexpr std::string_view journal_format = "kontor-journal/2";
+constexpr std::string_view index_format = "kontor-journal-index/1";
 constexpr std::string_view format_key = "format";
 constexpr std::string_view shards_key = "shards";
+constexpr std::string_view watermark_key = "watermark";
+constexpr const char* index_dir_name = "index";
+constexpr const char* log_component = "journal";
 constexpr std::uint8_t record_version = 1;
 // Record header: version, shard, seq, written_at, id length; then the id and the payload.
 constexpr std::size_t record_shard_at = 1;
@@ -59,8 +73,19 @@ constexpr std::size_t max_id_size = 255;
 constexpr std::size_t max_payload_size = std::numeric_limits<std::uint32_t>::max() - 1024;
 constexpr std::uint32_t max_shards = 4096;
 constexpr unsigned int max_readers = 512;
-constexpr unsigned int max_dbs = 4; // meta, log, index, snapshots
+constexpr unsigned int max_log_dbs = 3;   // meta, log, snapshots
+constexpr unsigned int max_index_dbs = 2; // meta, index
 constexpr mdb_mode_t file_mode = 0644;
+/// Log entries per index transaction: bounds the indexer's memory and the length of one commit.
+constexpr std::size_t index_txn_entries = 20000;
+/// How often a long index catch-up at open reports its progress.
+constexpr std::chrono::seconds progress_every{2};
+/// How long the indexer waits before it retries after a failed index commit.
+constexpr std::chrono::seconds index_retry_delay{1};
+/// The longest index interval accepted (longer ones would overflow the indexer's clock math).
+constexpr std::chrono::hours max_index_interval{24};
+/// Of a run of failed index commits, the first and then every this many are logged.
+constexpr std::size_t index_failures_logged_every = 30;
 
 // ---- byte encoding: big-endian, so LMDB's memcmp key order is numeric order ----
 
@@ -297,20 +322,72 @@ private:
   std::string key_;
 };
 
-/// The database handles of an open journal, and the log's last offset when it was opened.
+/// The id and sequence number of a log record, read from its header alone; nullopt if the
+/// record is malformed.
+std::optional<std::pair<std::string_view, sequence_nr>> record_id_seq(std::string_view rec,
+                                                                      std::uint32_t shards) noexcept {
+  if (!record_shard(rec, shards))
+    return std::nullopt;
+  const std::size_t id_size = static_cast<unsigned char>(rec[record_id_size_at]);
+  if (id_size == 0 || rec.size() < record_fixed_size + id_size)
+    return std::nullopt;
+  return std::pair{rec.substr(record_fixed_size, id_size), load_be(rec.data() + record_seq_at, 8)};
+}
+
+/// The database handles of the log environment, and the log's last offset when it was opened.
 struct databases {
   MDB_dbi log = 0;
-  MDB_dbi index = 0;
   MDB_dbi snapshots = 0;
   log_offset log_end = 0;
+};
+
+/// The index environment as opened: its database handles and its watermark.
+struct opened_index {
+  env_ptr env;
+  MDB_dbi meta = 0;
+  MDB_dbi index = 0;
+  log_offset watermark = 0;
 };
 
 error make_error(errc code, std::string message) {
   return error{code, std::move(message)};
 }
 
-/// Opens (creating on a fresh environment) the meta, log, index and snapshot databases, checks
-/// format and shard count, and reads the log's last offset.
+/// Creates an environment with the journal's settings and opens it in `dir` (which must exist).
+expected<env_ptr> open_env(const fs::path& dir, unsigned int max_dbs, std::size_t map_size,
+                           unsigned int flags) {
+  MDB_env* raw_env = nullptr;
+  if (int rc = mdb_env_create(&raw_env))
+    return lmdb_error(rc, "mdb_env_create", dir);
+  env_ptr env{raw_env};
+  if (int rc = mdb_env_set_maxdbs(env.get(), max_dbs))
+    return lmdb_error(rc, "mdb_env_set_maxdbs", dir);
+  if (int rc = mdb_env_set_maxreaders(env.get(), max_readers))
+    return lmdb_error(rc, "mdb_env_set_maxreaders", dir);
+  if (map_size != 0)
+    if (int rc = mdb_env_set_mapsize(env.get(), map_size))
+      return lmdb_error(rc, "mdb_env_set_mapsize", dir);
+  if (int rc = mdb_env_open(env.get(), dir.c_str(), flags, file_mode))
+    return lmdb_error(rc, "mdb_env_open", dir);
+  int dead_readers = 0;
+  if (int rc = mdb_reader_check(env.get(), &dead_readers))
+    return lmdb_error(rc, "mdb_reader_check", dir);
+  return env;
+}
+
+/// Whether the main database of the transaction's environment is empty (a fresh environment).
+expected<bool> env_is_empty(MDB_txn* txn, const fs::path& dir) {
+  MDB_dbi main_db = 0;
+  MDB_stat st;
+  if (int rc = mdb_dbi_open(txn, nullptr, 0, &main_db))
+    return lmdb_error(rc, "mdb_dbi_open(main)", dir);
+  if (int rc = mdb_stat(txn, main_db, &st))
+    return lmdb_error(rc, "mdb_stat(main)", dir);
+  return st.ms_entries == 0;
+}
+
+/// Opens (creating on a fresh environment) the meta, log and snapshot databases, checks format
+/// and shard count, and reads the log's last offset.
 expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
   const fs::path& dir = opts.dir;
   MDB_txn* raw_txn = nullptr;
@@ -323,13 +400,10 @@ expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
   int rc = mdb_dbi_open(txn.get(), "meta", 0, &meta);
   if (rc == MDB_NOTFOUND) {
     // Fresh only if the environment holds nothing at all; anything else is not our journal.
-    MDB_dbi main_db = 0;
-    MDB_stat st;
-    if (int rc2 = mdb_dbi_open(txn.get(), nullptr, 0, &main_db))
-      return lmdb_error(rc2, "mdb_dbi_open(main)", dir);
-    if (int rc2 = mdb_stat(txn.get(), main_db, &st))
-      return lmdb_error(rc2, "mdb_stat(main)", dir);
-    if (st.ms_entries != 0)
+    auto empty = env_is_empty(txn.get(), dir);
+    if (!empty)
+      return std::move(empty).error();
+    if (!*empty)
       return make_error(errc::unknown_format,
                         "data dir " + dir.string()
                           + " was written by journal format <none> (an LMDB environment without"
@@ -390,8 +464,6 @@ expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
   databases dbs;
   if (auto err = open_db("log", dbs.log))
     return *err;
-  if (auto err = open_db("index", dbs.index))
-    return *err;
   if (auto err = open_db("snapshots", dbs.snapshots))
     return *err;
   // Cursors of a write transaction are freed by LMDB when the transaction ends.
@@ -406,26 +478,113 @@ expected<databases> open_databases(MDB_env* env, const lmdb_options& opts) {
   return dbs;
 }
 
+/// Opens the index environment in `dir` (created when missing or empty, with watermark 0) and
+/// reads its watermark. An error means that it cannot be used as it is: the caller deletes it
+/// and tries once more.
+expected<opened_index> open_index(const fs::path& dir, std::size_t map_size, log_offset log_end) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec)
+    return detail::fs_error(ec, "creating the index dir", dir);
+  // Data pages are fsynced at each commit, the meta page is not: integrity holds, an OS crash
+  // may lose the last commit, which only means indexing again from an older watermark.
+  auto env = open_env(dir, max_index_dbs, map_size, MDB_NOTLS | MDB_NOMETASYNC);
+  if (!env)
+    return std::move(env).error();
+  opened_index out;
+  out.env = std::move(*env);
+
+  MDB_txn* raw_txn = nullptr;
+  if (int rc = mdb_txn_begin(out.env.get(), nullptr, 0, &raw_txn))
+    return lmdb_error(rc, "mdb_txn_begin(open index)", dir);
+  txn_guard txn{raw_txn};
+  int rc = mdb_dbi_open(txn.get(), "meta", 0, &out.meta);
+  if (rc == MDB_NOTFOUND) {
+    auto empty = env_is_empty(txn.get(), dir);
+    if (!empty)
+      return std::move(empty).error();
+    if (!*empty)
+      return make_error(errc::unknown_format,
+                        "index dir " + dir.string() + " is an LMDB environment without metadata");
+    if (int rc2 = mdb_dbi_open(txn.get(), "meta", MDB_CREATE, &out.meta))
+      return lmdb_error(rc2, "mdb_dbi_open(index meta)", dir);
+    if (int rc2 = mdb_dbi_open(txn.get(), "index", MDB_CREATE, &out.index))
+      return lmdb_error(rc2, "mdb_dbi_open(index)", dir);
+    MDB_val k = to_val(format_key);
+    MDB_val v = to_val(index_format);
+    if (int rc2 = mdb_put(txn.get(), out.meta, &k, &v, 0))
+      return lmdb_error(rc2, "mdb_put(index meta format)", dir);
+    offset_key zero{0};
+    k = to_val(watermark_key);
+    v = zero.val();
+    if (int rc2 = mdb_put(txn.get(), out.meta, &k, &v, 0))
+      return lmdb_error(rc2, "mdb_put(index meta watermark)", dir);
+  } else if (rc != MDB_SUCCESS) {
+    return lmdb_error(rc, "mdb_dbi_open(index meta)", dir);
+  } else {
+    MDB_val k = to_val(format_key);
+    MDB_val v;
+    rc = mdb_get(txn.get(), out.meta, &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return lmdb_error(rc, "mdb_get(index meta format)", dir);
+    if (rc == MDB_NOTFOUND || to_view(v) != index_format)
+      return make_error(errc::unknown_format,
+                        "index dir " + dir.string() + " has format "
+                          + (rc == MDB_NOTFOUND ? std::string{"<none>"} : printable(to_view(v)))
+                          + ", this build reads " + std::string{index_format});
+    k = to_val(watermark_key);
+    rc = mdb_get(txn.get(), out.meta, &k, &v);
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return lmdb_error(rc, "mdb_get(index meta watermark)", dir);
+    if (rc == MDB_NOTFOUND || v.mv_size != 8)
+      return make_error(errc::corrupt, "index dir " + dir.string() + " has no valid watermark");
+    out.watermark = load_be(static_cast<const char*>(v.mv_data), 8);
+    if (out.watermark > log_end)
+      return make_error(errc::corrupt, "index dir " + dir.string() + " indexes the log up to "
+                                         + std::to_string(out.watermark)
+                                         + ", beyond its end at " + std::to_string(log_end));
+    rc = mdb_dbi_open(txn.get(), "index", 0, &out.index);
+    if (rc == MDB_NOTFOUND)
+      return make_error(errc::corrupt, "index dir " + dir.string() + " misses database index");
+    if (rc != MDB_SUCCESS)
+      return lmdb_error(rc, "mdb_dbi_open(index)", dir);
+  }
+  if (int rc2 = mdb_txn_commit(txn.release()))
+    return lmdb_error(rc2, "mdb_txn_commit(open index)", dir);
+  return out;
+}
+
+/// Hashes std::string keys and std::string_view probes alike (heterogeneous lookup).
+struct string_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
 } // namespace
 
-/// The LMDB journal: one environment, one writer thread doing group commits, reads from any
-/// thread in short read-only transactions.
+/// The LMDB journal: the log environment, written by one writer thread doing group commits, and
+/// the index environment, derived from the log by one indexer thread; reads from any thread in
+/// short read-only transactions.
 class lmdb_journal final : public journal {
 public:
-  /// Opens or creates the journal described by `opts` and starts its writer thread.
+  /// Opens or creates the journal described by `opts`, brings its index up to the log's end and
+  /// starts its writer and indexer threads.
   static expected<std::unique_ptr<journal>> open(lmdb_options opts);
 
-  /// Stops accepting appends, commits what is queued, joins the writer and closes the env.
+  /// Stops accepting appends, commits what is queued, joins the writer, then the indexer, and
+  /// closes both environments.
   ~lmdb_journal() override;
 
   /// Queues the append for the writer thread; refused at once (errc::closed) while closing.
   void append_async(append_request req, append_callback done) override;
   /// Queues the snapshot for the writer thread; refused at once (errc::closed) while closing.
   void save_snapshot_async(snapshot snap, std::function<void(expected<void>)> done) override;
-  /// Range scan of the index from (id, from), each entry looked up in the log.
+  /// The id's entries from the tail and the index (merged by seq), each looked up in the log.
   expected<std::vector<stored_event>> replay(const std::string& persistence_id, sequence_nr from,
                                              std::size_t max) const override;
-  /// The last index key of the id, found by seeking past it and stepping back.
+  /// The id's last tail entry, else its last index key.
   expected<sequence_nr> highest_sequence_nr(const std::string& persistence_id) const override;
   /// The id's entry in the snapshots database.
   expected<std::optional<snapshot>> load_snapshot(const std::string& persistence_id) const override;
@@ -439,6 +598,9 @@ public:
   /// The shard count the journal was created with.
   std::uint32_t number_of_shards() const noexcept override { return number_of_shards_; }
 
+  /// Every log entry with an offset up to this one is in the index environment.
+  log_offset index_watermark() const noexcept { return watermark_.load(); }
+
 private:
   struct pending_append {
     append_request req;
@@ -451,6 +613,8 @@ private:
   using work = std::variant<pending_append, pending_snapshot>;
   /// The result of one work item: written append, written snapshot (monostate) or an error.
   using outcome = std::variant<std::monostate, append_result, error>;
+  /// The highest committed seq per id, keyed by views of the ids in the batch.
+  using highest_map = std::unordered_map<std::string_view, sequence_nr>;
 
   /// What one attempt at writing a batch did.
   struct batch_attempt {
@@ -462,10 +626,26 @@ private:
     std::chrono::nanoseconds commit_time{0};
   };
 
-  /// Holds the map lock (shared) and a read-only transaction for one read call.
+  /// One LMDB environment and what growing its map needs. Each has a single writer thread.
+  struct env_state {
+    env_state(fs::path d, MDB_env* e, std::size_t fallback_map_size) : dir(std::move(d)), env(e) {
+      MDB_envinfo info;
+      map_size = mdb_env_info(env, &info) == MDB_SUCCESS ? info.me_mapsize : fallback_map_size;
+    }
+    const fs::path dir;
+    MDB_env* const env;
+    /// Readers hold it shared for the life of their read transaction; a map resize holds it
+    /// exclusively (mdb_env_set_mapsize must not run while a read transaction is open).
+    mutable std::shared_mutex map_mutex;
+    mutable std::atomic<bool> resize_pending{false}; ///< a resize waits for map_mutex
+    std::size_t map_size = 0;        ///< current map size; only the env's writer changes it
+    std::atomic<bool> broken{false}; ///< a failed remap left the environment unusable
+  };
+
+  /// Holds an environment's map lock (shared) and a read-only transaction for one read.
   class read_txn {
   public:
-    explicit read_txn(const lmdb_journal& j) : lock_(wait_for_resize(j)), env_(j.env_) {}
+    explicit read_txn(const env_state& e) : lock_(wait_for_resize(e)), env_(e.env) {}
     read_txn(const read_txn&) = delete;
     read_txn& operator=(const read_txn&) = delete;
     ~read_txn() {
@@ -478,9 +658,9 @@ private:
   private:
     // New readers hold back while a resize waits for the lock: glibc's rwlock prefers readers,
     // so a steady stream of overlapping reads could otherwise starve the resize (and the writer).
-    static std::shared_lock<std::shared_mutex> wait_for_resize(const lmdb_journal& j) {
-      j.resize_pending_.wait(true);
-      return std::shared_lock{j.map_mutex_};
+    static std::shared_lock<std::shared_mutex> wait_for_resize(const env_state& e) {
+      e.resize_pending.wait(true);
+      return std::shared_lock{e.map_mutex};
     }
 
     std::shared_lock<std::shared_mutex> lock_;
@@ -488,16 +668,57 @@ private:
     MDB_txn* txn_ = nullptr;
   };
 
-  lmdb_journal(const lmdb_options& opts, env_ptr env, databases dbs, dir_claim claim);
+  /// A committed event of the tail: its seq and where it is in the log.
+  struct tail_entry {
+    sequence_nr seq = 0;
+    log_offset offset = 0;
+  };
+  /// Per id, its committed events above the watermark: always a suffix of its stream, in order.
+  using tail_map =
+    std::unordered_map<std::string, std::vector<tail_entry>, string_hash, std::equal_to<>>;
+
+  /// One index entry to write: the index key ([len][id][seq]) and the log offset.
+  struct index_entry {
+    std::string key;
+    log_offset offset = 0;
+  };
+
+  lmdb_journal(const lmdb_options& opts, env_ptr log_env, databases dbs, opened_index index,
+               dir_claim claim);
 
   void run_writer();
   void run_batch(std::vector<work>& batch);
   batch_attempt write_batch(std::vector<work>& batch, epoch_ms at, std::vector<outcome>& results);
+  /// The highest committed seq of every valid append's id in `batch`; LMDB code on failure.
+  int committed_highest(const std::vector<work>& batch, highest_map& out,
+                        std::string& operation) const;
+  /// Adds the batch's written events to the tail (after the commit, before the callbacks).
+  void add_to_tail(const std::vector<work>& batch, const std::vector<outcome>& results);
   std::optional<error> enqueue(work& item);
   std::optional<error> validate(const append_request& req) const;
-  bool grow_map(std::string& failure);
-  error failure(int rc, std::string_view operation) const { return lmdb_error(rc, operation, dir_); }
-  error broken_error() const;
+  bool grow_map(env_state& e, std::string& failure);
+
+  void run_indexer();
+  /// Indexes the log entries (watermark, min(to, watermark + index_txn_entries)] in one index
+  /// commit, then trims the tail and publishes the new watermark, which it returns.
+  expected<log_offset> index_step(log_offset to);
+  /// Reads the id and seq of the log entries (from, to] into index entries.
+  expected<std::vector<index_entry>> read_for_index(log_offset from, log_offset to) const;
+  /// Writes `entries` and the watermark in one index transaction; LMDB code on failure.
+  int write_index(const std::vector<index_entry>& entries, log_offset watermark,
+                  std::string& operation);
+  /// Indexes everything up to the log's end (at open, before the threads start).
+  expected<void> catch_up_index(bool rebuilding);
+  /// Waits up to `d` unless the journal is closing; false when it is.
+  bool indexer_sleep(std::chrono::steady_clock::duration d);
+
+  error failure(int rc, std::string_view operation) const {
+    return lmdb_error(rc, operation, log_.dir);
+  }
+  error index_failure(int rc, std::string_view operation) const {
+    return lmdb_error(rc, operation, index_.dir);
+  }
+  error broken_error(const env_state& e) const;
   error corrupt_error(std::string what) const;
   /// Reads the log from `from`: the records of `shard` (all when nullopt), at most `max` of
   /// them, examining at most `max_scan` entries.
@@ -507,38 +728,49 @@ private:
   const fs::path dir_;
   const std::uint32_t number_of_shards_;
   const std::size_t max_batch_;
+  const std::chrono::milliseconds index_interval_;
   const commit_observer on_commit_;
   dir_claim claim_;
-  MDB_env* env_;
+  env_state log_;
+  env_state index_;
   const databases dbs_;
-
-  /// Readers hold it shared for the life of their read transaction; a map resize holds it
-  /// exclusively (mdb_env_set_mapsize must not run while a read transaction is open).
-  mutable std::shared_mutex map_mutex_;
-  mutable std::atomic<bool> resize_pending_{false}; ///< a resize waits for map_mutex_
-  std::size_t map_size_ = 0;        ///< current map size; only the writer thread changes it
-  log_offset log_end_ = 0;          ///< the last committed offset; only the writer thread uses it
-  std::atomic<bool> broken_{false}; ///< a failed remap left the environment unusable
+  const MDB_dbi index_meta_dbi_;
+  const MDB_dbi index_dbi_;
+  log_offset log_end_ = 0; ///< the last committed offset; only the writer thread uses it
 
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::deque<work> queue_;
   bool stopping_ = false;
   std::thread writer_;
+
+  /// Guards the tail and the indexer's wake-up state below.
+  mutable std::mutex tail_mutex_;
+  std::condition_variable indexer_cv_;
+  tail_map tail_;
+  log_offset tail_end_ = 0;       ///< the last committed offset whose events are in the tail
+  bool indexer_waiting_ = false;  ///< the indexer sleeps until tail_end_ passes the watermark
+  bool indexer_stopping_ = false;
+  std::atomic<log_offset> watermark_{0}; ///< changed by the indexer only, after its commit
+  std::thread indexer_;
 };
 
-lmdb_journal::lmdb_journal(const lmdb_options& opts, env_ptr env, databases dbs, dir_claim claim)
+lmdb_journal::lmdb_journal(const lmdb_options& opts, env_ptr log_env, databases dbs,
+                           opened_index index, dir_claim claim)
   : dir_(opts.dir),
     number_of_shards_(opts.number_of_shards),
     max_batch_(opts.max_batch_appends),
+    index_interval_(opts.index_interval),
     on_commit_(opts.on_commit),
     claim_(std::move(claim)),
-    env_(env.release()),
+    log_(opts.dir, log_env.release(), opts.initial_map_size),
+    index_(opts.dir / index_dir_name, index.env.release(), opts.initial_map_size),
     dbs_(dbs),
-    log_end_(dbs.log_end) {
-  MDB_envinfo info;
-  map_size_ = mdb_env_info(env_, &info) == MDB_SUCCESS ? info.me_mapsize : opts.initial_map_size;
-}
+    index_meta_dbi_(index.meta),
+    index_dbi_(index.index),
+    log_end_(dbs.log_end),
+    tail_end_(dbs.log_end),
+    watermark_(index.watermark) {}
 
 expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
   const fs::path& dir = opts.dir;
@@ -552,6 +784,10 @@ expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
   if (opts.max_batch_appends == 0)
     return make_error(errc::invalid_argument,
                       "data dir " + dir.string() + ": max_batch_appends must be at least 1");
+  if (opts.index_interval < std::chrono::milliseconds{0} || opts.index_interval > max_index_interval)
+    return make_error(errc::invalid_argument,
+                      "data dir " + dir.string() + ": index_interval must be 0..24 h, is "
+                        + std::to_string(opts.index_interval.count()) + " ms");
 
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -568,35 +804,49 @@ expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
     return make_error(errc::invalid_argument,
                       "data dir " + dir.string() + " is already open in this process");
 
-  MDB_env* raw_env = nullptr;
-  if (int rc = mdb_env_create(&raw_env))
-    return lmdb_error(rc, "mdb_env_create", dir);
-  env_ptr env{raw_env};
-  if (int rc = mdb_env_set_maxdbs(env.get(), max_dbs))
-    return lmdb_error(rc, "mdb_env_set_maxdbs", dir);
-  if (int rc = mdb_env_set_maxreaders(env.get(), max_readers))
-    return lmdb_error(rc, "mdb_env_set_maxreaders", dir);
-  if (opts.initial_map_size != 0)
-    if (int rc = mdb_env_set_mapsize(env.get(), opts.initial_map_size))
-      return lmdb_error(rc, "mdb_env_set_mapsize", dir);
-  // Full durability: no MDB_NOSYNC / MDB_NOMETASYNC / MDB_MAPASYNC, a commit returns after fsync.
-  if (int rc = mdb_env_open(env.get(), dir.c_str(), MDB_NOTLS, file_mode))
-    return lmdb_error(rc, "mdb_env_open", dir);
-  int dead_readers = 0;
-  if (int rc = mdb_reader_check(env.get(), &dead_readers))
-    return lmdb_error(rc, "mdb_reader_check", dir);
-
-  auto dbs = open_databases(env.get(), opts);
+  // Full durability for the log: no MDB_NOSYNC / MDB_NOMETASYNC / MDB_MAPASYNC, a commit
+  // returns after fsync.
+  auto env = open_env(dir, max_log_dbs, opts.initial_map_size, MDB_NOTLS);
+  if (!env)
+    return std::move(env).error();
+  auto dbs = open_databases(env->get(), opts);
   if (!dbs)
     return std::move(dbs).error();
 
-  std::unique_ptr<lmdb_journal> j{
-    new lmdb_journal(opts, std::move(env), std::move(*dbs), std::move(claim))};
+  // The index is derived data: one that cannot be used is deleted and rebuilt from the log.
+  const fs::path index_dir = dir / index_dir_name;
+  const bool index_existed = fs::exists(index_dir, ec);
+  bool rebuilding = false;
+  auto index = open_index(index_dir, opts.initial_map_size, dbs->log_end);
+  if (!index) {
+    kontor::log(log_level::warn, log_component,
+                "journal index: cannot use it (" + index.error().message
+                  + "); deleting it and rebuilding it from the log");
+    fs::remove_all(index_dir, ec);
+    if (ec)
+      return detail::fs_error(ec, "deleting the unusable index dir", index_dir);
+    index = open_index(index_dir, opts.initial_map_size, dbs->log_end);
+    if (!index)
+      return std::move(index).error();
+    rebuilding = true;
+  } else if (!index_existed && dbs->log_end > 0) {
+    kontor::log(log_level::warn, log_component,
+                "journal index: " + index_dir.string() + " is missing; rebuilding it from the log");
+    rebuilding = true;
+  }
+
+  std::unique_ptr<lmdb_journal> j{new lmdb_journal(opts, std::move(*env), std::move(*dbs),
+                                                   std::move(*index), std::move(claim))};
+  // Everything committed before this open is indexed now, so the tail starts empty.
+  if (auto caught_up = j->catch_up_index(rebuilding); !caught_up)
+    return std::move(caught_up).error();
   try {
+    j->indexer_ = std::thread{[raw = j.get()] { raw->run_indexer(); }};
     j->writer_ = std::thread{[raw = j.get()] { raw->run_writer(); }};
   } catch (const std::system_error& e) {
     return make_error(errc::io_error,
-                      "data dir " + dir.string() + ": cannot start the writer thread: " + e.what());
+                      "data dir " + dir.string() + ": cannot start the journal's threads: "
+                        + e.what());
   }
   return std::unique_ptr<journal>{std::move(j)};
 }
@@ -609,7 +859,17 @@ lmdb_journal::~lmdb_journal() {
   queue_cv_.notify_all();
   if (writer_.joinable())
     writer_.join();
-  mdb_env_close(env_);
+  // The writer is drained: what it committed is in the log; what the indexer has not reached
+  // is indexed at the next open.
+  {
+    std::lock_guard lock{tail_mutex_};
+    indexer_stopping_ = true;
+  }
+  indexer_cv_.notify_all();
+  if (indexer_.joinable())
+    indexer_.join();
+  mdb_env_close(index_.env);
+  mdb_env_close(log_.env);
 }
 
 // ---- write side ----
@@ -683,7 +943,7 @@ void lmdb_journal::run_batch(std::vector<work>& batch) {
     if (attempt.rc != MDB_MAP_FULL)
       break;
     std::string grow_failure;
-    if (!grow_map(grow_failure)) {
+    if (!grow_map(log_, grow_failure)) {
       attempt.operation = std::move(grow_failure);
       break;
     }
@@ -695,6 +955,10 @@ void lmdb_journal::run_batch(std::vector<work>& batch) {
     for (auto& r : results)
       r = err;
   }
+  // Readers find the batch's events in the tail (until the indexer has them) once its
+  // callbacks run.
+  if (attempt.committed)
+    add_to_tail(batch, results);
   // The observer runs before the callbacks, so whoever waits for the last append of a run
   // also sees the observer's counts of it.
   if (attempt.committed && on_commit_) {
@@ -730,6 +994,36 @@ void lmdb_journal::run_batch(std::vector<work>& batch) {
   }
 }
 
+void lmdb_journal::add_to_tail(const std::vector<work>& batch,
+                               const std::vector<outcome>& results) {
+  bool wake = false;
+  try {
+    std::lock_guard lock{tail_mutex_};
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const auto* a = std::get_if<pending_append>(&batch[i]);
+      const auto* r = std::get_if<append_result>(&results[i]);
+      if (a == nullptr || r == nullptr)
+        continue;
+      // The events of one append have consecutive seqs and consecutive offsets.
+      const std::size_t n = a->req.events.size();
+      auto& entries = tail_[a->req.persistence_id];
+      for (std::size_t e = 0; e < n; ++e)
+        entries.push_back(tail_entry{r->last_seq - (n - 1) + e, r->last_offset - (n - 1) + e});
+    }
+    tail_end_ = log_end_;
+    wake = indexer_waiting_;
+  } catch (const std::bad_alloc&) {
+    // The batch is durable but reads by id could not see it, and its waiters must not be told
+    // it failed: there is no consistent way on. The next open indexes it from the log.
+    kontor::log(log_level::error, log_component,
+                "journal in " + dir_.string()
+                  + ": out of memory while publishing a committed batch; aborting");
+    std::terminate();
+  }
+  if (wake)
+    indexer_cv_.notify_one();
+}
+
 std::optional<error> lmdb_journal::validate(const append_request& req) const {
   const auto& id = req.persistence_id;
   if (!valid_id(id))
@@ -753,6 +1047,55 @@ std::optional<error> lmdb_journal::validate(const append_request& req) const {
   return std::nullopt;
 }
 
+int lmdb_journal::committed_highest(const std::vector<work>& batch, highest_map& out,
+                                    std::string& operation) const {
+  // The tail first, then the index, as in replay: an entry the indexer trims from the tail in
+  // between is already in the index's newest snapshot.
+  std::vector<std::string_view> not_in_tail;
+  {
+    std::lock_guard lock{tail_mutex_};
+    for (const auto& item : batch) {
+      const auto* a = std::get_if<pending_append>(&item);
+      if (a == nullptr || !valid_id(a->req.persistence_id))
+        continue;
+      const std::string_view id = a->req.persistence_id;
+      if (out.contains(id))
+        continue;
+      if (auto it = tail_.find(id); it != tail_.end() && !it->second.empty()) {
+        out.emplace(id, it->second.back().seq);
+      } else {
+        out.emplace(id, 0);
+        not_in_tail.push_back(id);
+      }
+    }
+  }
+  if (not_in_tail.empty())
+    return MDB_SUCCESS;
+  read_txn txn{index_};
+  if (index_.broken.load()) {
+    operation = "reading the index after a failed map resize of " + index_.dir.string();
+    return EIO;
+  }
+  if (int rc = txn.begin()) {
+    operation = "mdb_txn_begin(index) in " + index_.dir.string();
+    return rc;
+  }
+  read_cursor cursor;
+  if (int rc = cursor.open(txn.get(), index_dbi_)) {
+    operation = "mdb_cursor_open(index) in " + index_.dir.string();
+    return rc;
+  }
+  for (const auto id : not_in_tail) {
+    id_key key{id};
+    if (int rc = find_highest(cursor.get(), key, out[id])) {
+      operation = "reading the highest seq of '" + std::string{id} + "' from "
+                   + index_.dir.string();
+      return rc;
+    }
+  }
+  return MDB_SUCCESS;
+}
+
 lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, epoch_ms at,
                                                       std::vector<outcome>& results) {
   batch_attempt out;
@@ -762,21 +1105,24 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
     out.committed = false;
     return out;
   };
-  if (broken_.load())
+  if (log_.broken.load())
     return fail(EIO, "writing after a failed map resize");
 
+  // Highest seq per id, read before the write transaction (no index read inside it) and
+  // advanced by the appends of this batch, so that earlier appends of the same batch count.
+  highest_map highest;
+  {
+    std::string operation;
+    if (int rc = committed_highest(batch, highest, operation))
+      return fail(rc, std::move(operation));
+  }
+
   MDB_txn* raw_txn = nullptr;
-  if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw_txn))
+  if (int rc = mdb_txn_begin(log_.env, nullptr, 0, &raw_txn))
     return fail(rc, "mdb_txn_begin(write)");
   txn_guard txn{raw_txn};
-  // Cursors of a write transaction are freed by LMDB when the transaction ends.
-  MDB_cursor* index_cursor = nullptr;
-  if (int rc = mdb_cursor_open(txn.get(), dbs_.index, &index_cursor))
-    return fail(rc, "mdb_cursor_open(index)");
 
-  // Highest seq per id as seen inside this transaction, so that earlier appends of the same
-  // batch count; the log's end advances in memory and is kept only if the commit succeeds.
-  std::unordered_map<std::string_view, sequence_nr> highest;
+  // The log's end advances in memory and is kept only if the commit succeeds.
   log_offset end = log_end_;
   std::size_t snapshots_written = 0;
 
@@ -811,15 +1157,7 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
       continue;
     }
     // Validate everything before the first put, so a refused append leaves no partial writes.
-    id_key key{req.persistence_id};
-    sequence_nr high = 0;
-    if (auto it = highest.find(req.persistence_id); it != highest.end()) {
-      high = it->second;
-    } else {
-      if (int rc = find_highest(index_cursor, key, high))
-        return fail(rc, "reading the highest seq of '" + req.persistence_id + "'");
-      highest.emplace(req.persistence_id, high);
-    }
+    const sequence_nr high = highest.at(req.persistence_id);
     if (high == std::numeric_limits<sequence_nr>::max() || req.first_seq != high + 1
         || req.events.size() - 1 > std::numeric_limits<sequence_nr>::max() - req.first_seq) {
       results[i] = make_error(errc::sequence_conflict,
@@ -839,11 +1177,6 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
       if (int rc = mdb_put(txn.get(), dbs_.log, &k, &v, MDB_APPEND | MDB_RESERVE))
         return fail(rc, "mdb_put(log)");
       encode_record(static_cast<char*>(v.mv_data), req.shard, req.persistence_id, seq, at, payload);
-
-      MDB_val ik = key.with_seq(seq);
-      MDB_val iv = log_key.val();
-      if (int rc = mdb_put(txn.get(), dbs_.index, &ik, &iv, MDB_NOOVERWRITE))
-        return fail(rc, "mdb_put(index)");
     }
     const sequence_nr last_seq = req.first_seq + req.events.size() - 1;
     highest[req.persistence_id] = last_seq;
@@ -863,39 +1196,256 @@ lmdb_journal::batch_attempt lmdb_journal::write_batch(std::vector<work>& batch, 
   return out;
 }
 
-bool lmdb_journal::grow_map(std::string& failure) {
-  if (map_size_ > std::numeric_limits<std::size_t>::max() / 2) {
-    failure = "growing the map beyond " + std::to_string(map_size_) + " bytes";
+bool lmdb_journal::grow_map(env_state& e, std::string& failure) {
+  if (e.map_size > std::numeric_limits<std::size_t>::max() / 2) {
+    failure = "growing the map of " + e.dir.string() + " beyond " + std::to_string(e.map_size)
+              + " bytes";
     return false;
   }
-  const std::size_t next = map_size_ * 2;
-  resize_pending_.store(true);
+  const std::size_t next = e.map_size * 2;
+  e.resize_pending.store(true);
   int rc = MDB_SUCCESS;
   {
-    std::unique_lock lock{map_mutex_};
-    rc = mdb_env_set_mapsize(env_, next);
+    std::unique_lock lock{e.map_mutex};
+    rc = mdb_env_set_mapsize(e.env, next);
     if (rc != MDB_SUCCESS) {
       // LMDB unmapped the old map before failing to map the new one: the env is unusable.
-      broken_.store(true);
+      e.broken.store(true);
     } else {
       MDB_envinfo info;
-      map_size_ = mdb_env_info(env_, &info) == MDB_SUCCESS ? info.me_mapsize : next;
+      e.map_size = mdb_env_info(e.env, &info) == MDB_SUCCESS ? info.me_mapsize : next;
     }
   }
-  resize_pending_.store(false);
-  resize_pending_.notify_all();
+  e.resize_pending.store(false);
+  e.resize_pending.notify_all();
   if (rc != MDB_SUCCESS) {
-    failure = "mdb_env_set_mapsize(" + std::to_string(next) + ") [" + std::to_string(rc) + "]";
+    failure = "mdb_env_set_mapsize(" + std::to_string(next) + ") of " + e.dir.string() + " ["
+              + std::to_string(rc) + "]";
     return false;
   }
   return true;
 }
 
+// ---- the indexer ----
+
+expected<void> lmdb_journal::catch_up_index(bool rebuilding) {
+  const log_offset end = log_end_;
+  const auto started = std::chrono::steady_clock::now();
+  auto last_report = started;
+  bool reported = false;
+  while (watermark_.load() < end) {
+    auto reached = index_step(end);
+    if (!reached)
+      return std::move(reached).error();
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_report >= progress_every && *reached < end) {
+      kontor::log(log_level::info, log_component,
+                  "journal index: rebuilding, offset " + std::to_string(*reached) + " of "
+                    + std::to_string(end));
+      last_report = now;
+      reported = true;
+    }
+  }
+  if (rebuilding || reported) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - started)
+                      .count();
+    kontor::log(log_level::info, log_component,
+                "journal index: indexed the log up to offset " + std::to_string(end) + " in "
+                  + std::to_string(ms) + " ms");
+  }
+  return {};
+}
+
+void lmdb_journal::run_indexer() {
+  using clock = std::chrono::steady_clock;
+  // The index was caught up at open, so the first commit comes an interval after it; each later
+  // one an interval after the previous one, unless that one was capped (then there is a
+  // backlog to work off without pause).
+  auto last_commit = clock::now();
+  bool backlog = false;
+  std::size_t failures = 0;
+  for (;;) {
+    log_offset target = 0;
+    {
+      std::unique_lock lock{tail_mutex_};
+      indexer_waiting_ = true;
+      indexer_cv_.wait(lock, [this] { return indexer_stopping_ || tail_end_ > watermark_.load(); });
+      indexer_waiting_ = false;
+      if (indexer_stopping_)
+        return;
+      // Waiting lets the tail collect more events: each id's index pages are written once per
+      // index commit, whatever the number of its events.
+      if (!backlog
+          && indexer_cv_.wait_until(lock, last_commit + index_interval_,
+                                    [this] { return indexer_stopping_; }))
+        return;
+      target = tail_end_;
+    }
+    auto reached = index_step(target);
+    if (!reached) {
+      // Appends go on; the tail keeps their events until an index commit succeeds.
+      if (failures++ % index_failures_logged_every == 0)
+        kontor::log(log_level::warn, log_component,
+                    "journal index: " + reached.error().message + " (failure "
+                      + std::to_string(failures) + "); retrying in "
+                      + std::to_string(index_retry_delay.count()) + " s");
+      if (!indexer_sleep(index_retry_delay))
+        return;
+      backlog = false;
+      last_commit = clock::now() - index_interval_;
+      continue;
+    }
+    if (failures != 0) {
+      kontor::log(log_level::info, log_component,
+                  "journal index: writing works again after " + std::to_string(failures)
+                    + " failures");
+      failures = 0;
+    }
+    last_commit = clock::now();
+    backlog = *reached < target;
+  }
+}
+
+bool lmdb_journal::indexer_sleep(std::chrono::steady_clock::duration d) {
+  std::unique_lock lock{tail_mutex_};
+  return !indexer_cv_.wait_for(lock, d, [this] { return indexer_stopping_; });
+}
+
+expected<log_offset> lmdb_journal::index_step(log_offset to) {
+  const log_offset from = watermark_.load();
+  const log_offset limit = std::min<log_offset>(to, from + index_txn_entries);
+  if (limit <= from)
+    return from;
+  // Every log entry in (from, limit] is committed (limit <= the committed end), so once they
+  // are in the index the watermark is `limit`.
+  std::vector<index_entry> entries;
+  try {
+    auto read = read_for_index(from, limit);
+    if (!read)
+      return std::move(read).error();
+    entries = std::move(*read);
+    // Sorted by key, each leaf page is visited once and cursor puts stay on the current page.
+    std::sort(entries.begin(), entries.end(),
+              [](const index_entry& a, const index_entry& b) { return a.key < b.key; });
+    for (;;) {
+      std::string operation;
+      const int rc = write_index(entries, limit, operation);
+      if (rc == MDB_SUCCESS)
+        break;
+      if (rc != MDB_MAP_FULL)
+        return index_failure(rc, operation);
+      std::string grow_failure;
+      if (!grow_map(index_, grow_failure))
+        return index_failure(rc, operation + ", then " + grow_failure);
+    }
+  } catch (const std::bad_alloc&) {
+    return make_error(errc::io_error, "journal in " + dir_.string()
+                                        + " is out of memory while indexing the log");
+  }
+  // The index commit is visible to new read transactions: the entries may leave the tail.
+  std::lock_guard lock{tail_mutex_};
+  for (std::size_t i = 0; i < entries.size();) {
+    const std::string_view key = entries[i].key;
+    const std::string_view prefix = key.substr(0, 1 + static_cast<unsigned char>(key[0]));
+    if (auto it = tail_.find(prefix.substr(1)); it != tail_.end()) {
+      auto& v = it->second;
+      auto keep = std::find_if(v.begin(), v.end(),
+                               [limit](const tail_entry& e) { return e.offset > limit; });
+      v.erase(v.begin(), keep);
+      if (v.empty())
+        tail_.erase(it);
+    }
+    // Entries are sorted by key: skip the rest of this id's ([len][id] is their common prefix).
+    while (i < entries.size() && std::string_view{entries[i].key}.substr(0, prefix.size()) == prefix)
+      ++i;
+  }
+  watermark_.store(limit);
+  return limit;
+}
+
+expected<std::vector<lmdb_journal::index_entry>>
+lmdb_journal::read_for_index(log_offset from, log_offset to) const {
+  std::vector<index_entry> out;
+  out.reserve(static_cast<std::size_t>(to - from));
+  read_txn txn{log_};
+  if (log_.broken.load())
+    return broken_error(log_);
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(read for index)");
+  read_cursor cursor;
+  if (int rc = cursor.open(txn.get(), dbs_.log))
+    return failure(rc, "mdb_cursor_open(log)");
+  offset_key start{from + 1};
+  MDB_val k = start.val();
+  MDB_val v;
+  int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
+  while (rc == MDB_SUCCESS) {
+    if (k.mv_size != 8)
+      return corrupt_error("the log has a key of " + std::to_string(k.mv_size) + " bytes");
+    const log_offset off = load_be(static_cast<const char*>(k.mv_data), 8);
+    if (off > to)
+      break;
+    const auto id_seq = record_id_seq(to_view(v), number_of_shards_);
+    if (!id_seq)
+      return corrupt_error("record at log offset " + std::to_string(off) + " is malformed");
+    id_key key{id_seq->first};
+    const MDB_val ik = key.with_seq(id_seq->second);
+    out.push_back(index_entry{std::string{to_view(ik)}, off});
+    rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
+  }
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    return failure(rc, "mdb_cursor_get(log)");
+  return out;
+}
+
+int lmdb_journal::write_index(const std::vector<index_entry>& entries, log_offset watermark,
+                              std::string& operation) {
+  if (index_.broken.load()) {
+    operation = "writing the index after a failed map resize";
+    return EIO;
+  }
+  MDB_txn* raw_txn = nullptr;
+  if (int rc = mdb_txn_begin(index_.env, nullptr, 0, &raw_txn)) {
+    operation = "mdb_txn_begin(index write)";
+    return rc;
+  }
+  txn_guard txn{raw_txn};
+  // Cursors of a write transaction are freed by LMDB when the transaction ends.
+  MDB_cursor* cursor = nullptr;
+  if (int rc = mdb_cursor_open(txn.get(), index_dbi_, &cursor)) {
+    operation = "mdb_cursor_open(index)";
+    return rc;
+  }
+  for (const auto& e : entries) {
+    // A plain put: indexing an entry again (after a lost index commit) is harmless.
+    MDB_val k = to_val(e.key);
+    offset_key value{e.offset};
+    MDB_val v = value.val();
+    if (int rc = mdb_cursor_put(cursor, &k, &v, 0)) {
+      operation = "mdb_cursor_put(index)";
+      return rc;
+    }
+  }
+  offset_key mark{watermark};
+  MDB_val k = to_val(watermark_key);
+  MDB_val v = mark.val();
+  if (int rc = mdb_put(txn.get(), index_meta_dbi_, &k, &v, 0)) {
+    operation = "mdb_put(index meta watermark)";
+    return rc;
+  }
+  if (int rc = mdb_txn_commit(txn.release())) { // on failure LMDB has freed the transaction
+    operation = "mdb_txn_commit(index)";
+    return rc;
+  }
+  return MDB_SUCCESS;
+}
+
 // ---- read side ----
 
-error lmdb_journal::broken_error() const {
-  return make_error(errc::io_error, "journal in " + dir_.string()
-                                      + " is unusable after a failed map resize; reopen it");
+error lmdb_journal::broken_error(const env_state& e) const {
+  return make_error(errc::io_error, "journal in " + dir_.string() + " is unusable after a failed"
+                                      " map resize of " + e.dir.string() + "; reopen it");
 }
 
 error lmdb_journal::corrupt_error(std::string what) const {
@@ -911,47 +1461,91 @@ lmdb_journal::replay(const std::string& persistence_id, sequence_nr from, std::s
   std::vector<stored_event> out;
   if (max == 0)
     return out;
-  read_txn txn{*this};
-  if (broken_.load())
-    return broken_error();
+  const sequence_nr first = std::max<sequence_nr>(from, 1); // seqs start at 1
+
+  // 1. The tail first: the id's newest entries. Its smallest `max` entries from `first` on are
+  // all that can make it into the result.
+  std::vector<tail_entry> recent;
+  {
+    std::lock_guard lock{tail_mutex_};
+    if (auto it = tail_.find(persistence_id); it != tail_.end()) {
+      const auto& v = it->second;
+      auto b = std::lower_bound(v.begin(), v.end(), first,
+                                [](const tail_entry& e, sequence_nr s) { return e.seq < s; });
+      const auto n = std::min<std::size_t>(max, static_cast<std::size_t>(v.end() - b));
+      recent.assign(b, b + static_cast<std::ptrdiff_t>(n));
+    }
+  }
+
+  // 2. Then the index: an entry trimmed from the tail since step 1 is in the index's newest
+  // snapshot already (the indexer trims only after its commit). The tail holds a suffix of
+  // the id's stream, so if it starts at `first` the index has nothing before it.
+  std::vector<tail_entry> indexed;
+  if (recent.empty() || recent.front().seq != first) {
+    read_txn txn{index_};
+    if (index_.broken.load())
+      return broken_error(index_);
+    if (int rc = txn.begin())
+      return index_failure(rc, "mdb_txn_begin(replay)");
+    read_cursor cursor;
+    if (int rc = cursor.open(txn.get(), index_dbi_))
+      return index_failure(rc, "mdb_cursor_open(index)");
+    id_key key{persistence_id};
+    MDB_val k = key.with_seq(first);
+    MDB_val v;
+    int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
+    while (rc == MDB_SUCCESS && indexed.size() < max) {
+      auto seq = key.seq_of(k);
+      if (!seq)
+        break; // past the last key of this id
+      if (v.mv_size != index_value_size)
+        return corrupt_error("index entry of '" + persistence_id + "' has a bad size");
+      indexed.push_back(tail_entry{*seq, load_be(static_cast<const char*>(v.mv_data), 8)});
+      rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
+    }
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+      return index_failure(rc, "mdb_cursor_get(index)");
+  }
+
+  // Merge by seq; an entry in both (indexed while we read) is the same log entry.
+  std::vector<tail_entry> refs;
+  refs.reserve(std::min(max, indexed.size() + recent.size()));
+  for (std::size_t i = 0, t = 0; refs.size() < max && (i < indexed.size() || t < recent.size());) {
+    if (t == recent.size() || (i < indexed.size() && indexed[i].seq < recent[t].seq)) {
+      refs.push_back(indexed[i++]);
+    } else {
+      if (i < indexed.size() && indexed[i].seq == recent[t].seq)
+        ++i;
+      refs.push_back(recent[t++]);
+    }
+  }
+  if (refs.empty())
+    return out;
+
+  // 3. The records, from the log.
+  read_txn txn{log_};
+  if (log_.broken.load())
+    return broken_error(log_);
   if (int rc = txn.begin())
     return failure(rc, "mdb_txn_begin(replay)");
-  read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.index))
-    return failure(rc, "mdb_cursor_open(index)");
-
-  id_key key{persistence_id};
-  MDB_val k = key.with_seq(from);
-  MDB_val v;
-  int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
-  while (rc == MDB_SUCCESS) {
-    auto seq = key.seq_of(k);
-    if (!seq)
-      break; // past the last key of this id
-    if (v.mv_size != index_value_size)
-      return corrupt_error("index entry of '" + persistence_id + "' has a bad size");
-    // The index value is the log key itself: look it up as it is.
-    MDB_val lk = v;
+  out.reserve(refs.size());
+  for (const auto& ref : refs) {
+    offset_key lk{ref.offset};
+    MDB_val k = lk.val();
     MDB_val rec;
-    const log_offset off = load_be(static_cast<const char*>(v.mv_data), 8);
-    if (int rc2 = mdb_get(txn.get(), dbs_.log, &lk, &rec)) {
-      if (rc2 == MDB_NOTFOUND)
-        return corrupt_error("index entry '" + persistence_id + "' seq " + std::to_string(*seq)
-                             + " points to missing log offset " + std::to_string(off));
-      return failure(rc2, "mdb_get(log)");
+    if (int rc = mdb_get(txn.get(), dbs_.log, &k, &rec)) {
+      if (rc == MDB_NOTFOUND)
+        return corrupt_error("index entry '" + persistence_id + "' seq " + std::to_string(ref.seq)
+                             + " points to missing log offset " + std::to_string(ref.offset));
+      return failure(rc, "mdb_get(log)");
     }
     stored_event event;
-    if (!decode_record(to_view(rec), number_of_shards_, off, event)
-        || event.persistence_id != persistence_id || event.seq != *seq)
-      return corrupt_error("record at log offset " + std::to_string(off)
+    if (!decode_record(to_view(rec), number_of_shards_, ref.offset, event)
+        || event.persistence_id != persistence_id || event.seq != ref.seq)
+      return corrupt_error("record at log offset " + std::to_string(ref.offset)
                            + " does not match its index entry");
     out.push_back(std::move(event));
-    if (out.size() >= max)
-      return out;
-    rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
   }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return failure(rc, "mdb_cursor_get(index)");
   return out;
 }
 
@@ -960,18 +1554,24 @@ expected<sequence_nr> lmdb_journal::highest_sequence_nr(const std::string& persi
     return make_error(errc::invalid_argument, "highest_sequence_nr in " + dir_.string()
                                                 + ": persistence id must be 1..255 bytes, is "
                                                 + std::to_string(persistence_id.size()));
-  read_txn txn{*this};
-  if (broken_.load())
-    return broken_error();
+  // The tail first, then the index (see replay). An id in the tail has its newest entry there.
+  {
+    std::lock_guard lock{tail_mutex_};
+    if (auto it = tail_.find(persistence_id); it != tail_.end() && !it->second.empty())
+      return it->second.back().seq;
+  }
+  read_txn txn{index_};
+  if (index_.broken.load())
+    return broken_error(index_);
   if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(highest_sequence_nr)");
+    return index_failure(rc, "mdb_txn_begin(highest_sequence_nr)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.index))
-    return failure(rc, "mdb_cursor_open(index)");
+  if (int rc = cursor.open(txn.get(), index_dbi_))
+    return index_failure(rc, "mdb_cursor_open(index)");
   id_key key{persistence_id};
   sequence_nr high = 0;
   if (int rc = find_highest(cursor.get(), key, high))
-    return failure(rc, "mdb_cursor_get(index)");
+    return index_failure(rc, "mdb_cursor_get(index)");
   return high;
 }
 
@@ -981,9 +1581,9 @@ lmdb_journal::load_snapshot(const std::string& persistence_id) const {
     return make_error(errc::invalid_argument, "load_snapshot in " + dir_.string()
                                                 + ": persistence id must be 1..255 bytes, is "
                                                 + std::to_string(persistence_id.size()));
-  read_txn txn{*this};
-  if (broken_.load())
-    return broken_error();
+  read_txn txn{log_};
+  if (log_.broken.load())
+    return broken_error(log_);
   if (int rc = txn.begin())
     return failure(rc, "mdb_txn_begin(load_snapshot)");
   id_key key{persistence_id};
@@ -1022,9 +1622,9 @@ expected<log_page> lmdb_journal::scan_log(std::optional<shard_id> shard, log_off
   page.next = std::max<log_offset>(from, 1); // offsets start at 1
   if (max == 0 || max_scan == 0)
     return page;
-  read_txn txn{*this};
-  if (broken_.load())
-    return broken_error();
+  read_txn txn{log_};
+  if (log_.broken.load())
+    return broken_error(log_);
   if (int rc = txn.begin())
     return failure(rc, "mdb_txn_begin(read_log)");
   read_cursor cursor;
@@ -1062,9 +1662,9 @@ expected<log_page> lmdb_journal::scan_log(std::optional<shard_id> shard, log_off
 }
 
 expected<log_offset> lmdb_journal::log_end() const {
-  read_txn txn{*this};
-  if (broken_.load())
-    return broken_error();
+  read_txn txn{log_};
+  if (log_.broken.load())
+    return broken_error(log_);
   if (int rc = txn.begin())
     return failure(rc, "mdb_txn_begin(log_end)");
   read_cursor cursor;
@@ -1078,6 +1678,12 @@ expected<log_offset> lmdb_journal::log_end() const {
 
 expected<std::unique_ptr<journal>> open_lmdb_journal(lmdb_options opts) {
   return lmdb_journal::open(std::move(opts));
+}
+
+std::optional<log_offset> lmdb_index_watermark(const journal& j) {
+  if (const auto* lj = dynamic_cast<const lmdb_journal*>(&j))
+    return lj->index_watermark();
+  return std::nullopt;
 }
 
 } // namespace kontor::persistence

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <regex>
 #include <sstream>
 #include <stdexcept>
 
@@ -106,19 +105,24 @@ bool node_process::running() {
   return true;
 }
 
+/// The port in the node's "ready: HTTP on ADDRESS:PORT" log line, 0 when not there yet.
+static unsigned short ready_port(const std::string& log) {
+  auto at = log.find("ready: HTTP on ");
+  if (at == std::string::npos)
+    return 0;
+  auto end = log.find('\n', at);
+  auto line = log.substr(at, end == std::string::npos ? std::string::npos : end - at);
+  auto colon = line.rfind(':');
+  return colon == std::string::npos ? 0 : static_cast<unsigned short>(std::atoi(line.c_str() + colon + 1));
+}
+
 bool node_process::wait_ready(std::chrono::milliseconds timeout) {
-  static const std::regex ready_line{R"(ready: HTTP on [0-9.]+:([0-9]+))"};
   auto found_port = wait_until(
     [&] {
       if (!running())
         return true;
-      std::smatch m;
-      auto text = log();
-      if (std::regex_search(text, m, ready_line)) {
-        port_ = static_cast<unsigned short>(std::stoi(m[1]));
-        return true;
-      }
-      return false;
+      port_ = ready_port(log());
+      return port_ != 0;
     },
     timeout);
   if (!found_port || port_ == 0 || !running())

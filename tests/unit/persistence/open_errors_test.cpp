@@ -1,14 +1,11 @@
 // Opening a data directory that is not a usable Kontor journal fails with a clear error that
 // names the directory; it never crashes.
 
-#include <lmdb.h>
-
 #include <catch2/catch.hpp>
 
-#include <cstdint>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 
 #include "test_support.hpp"
@@ -17,36 +14,6 @@ using namespace kontor::persistence;
 using namespace kontor::persistence::test;
 
 namespace {
-
-/// Puts `key` = `value` into the named database `db` (or the main database when empty) of the
-/// LMDB environment in `dir`, bypassing the journal.
-void raw_put(const std::filesystem::path& dir, const std::string& db, const std::string& key,
-             const std::string& value) {
-  MDB_env* env = nullptr;
-  REQUIRE(mdb_env_create(&env) == MDB_SUCCESS);
-  REQUIRE(mdb_env_set_maxdbs(env, 128) == MDB_SUCCESS);
-  REQUIRE(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644) == MDB_SUCCESS);
-  MDB_txn* txn = nullptr;
-  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == MDB_SUCCESS);
-  MDB_dbi dbi = 0;
-  REQUIRE(mdb_dbi_open(txn, db.empty() ? nullptr : db.c_str(), MDB_CREATE, &dbi) == MDB_SUCCESS);
-  MDB_val k{key.size(), const_cast<char*>(key.data())};
-  MDB_val v{value.size(), const_cast<char*>(value.data())};
-  REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == MDB_SUCCESS);
-  REQUIRE(mdb_txn_commit(txn) == MDB_SUCCESS);
-  mdb_env_close(env);
-}
-
-/// Overwrites `file` with `size` pseudo-random bytes (fixed seed: the same bytes every run).
-void write_garbage(const std::filesystem::path& file, std::size_t size) {
-  std::mt19937_64 rng{20240611};
-  std::ofstream out{file, std::ios::binary | std::ios::trunc};
-  for (std::size_t i = 0; i < size; i += 8) {
-    const std::uint64_t word = rng();
-    out.write(reinterpret_cast<const char*>(&word), 8);
-  }
-  REQUIRE(out.good());
-}
 
 /// Opens a journal that is expected to fail and returns its error.
 error open_error(const lmdb_options& opts) {
@@ -79,7 +46,18 @@ TEST_CASE("a journal format from the future is refused", "[persistence][open]") 
   auto err = open_error(options(tmp.journal_dir()));
   CHECK(err.code == errc::unknown_format);
   CHECK_THAT(err.message, Catch::Contains("kontor-journal/99"));
+  CHECK_THAT(err.message, Catch::Contains("kontor-journal/2"));
+}
+
+TEST_CASE("a journal of the previous format (index inside the log environment) is refused",
+          "[persistence][open]") {
+  temp_dir tmp;
+  std::filesystem::create_directories(tmp.journal_dir());
+  raw_put(tmp.journal_dir(), "meta", "format", "kontor-journal/1");
+  auto err = open_error(options(tmp.journal_dir()));
+  CHECK(err.code == errc::unknown_format);
   CHECK_THAT(err.message, Catch::Contains("kontor-journal/1"));
+  CHECK_THAT(err.message, Catch::Contains("kontor-journal/2"));
 }
 
 TEST_CASE("an LMDB environment that is not a journal is refused", "[persistence][open]") {
@@ -115,6 +93,11 @@ TEST_CASE("bad options and a second open of the same dir are refused", "[persist
   CHECK(open_error(options(tmp.journal_dir(), 0)).code == errc::invalid_argument);
   auto opts = options(tmp.journal_dir());
   opts.max_batch_appends = 0;
+  CHECK(open_error(opts).code == errc::invalid_argument);
+  opts = options(tmp.journal_dir());
+  opts.index_interval = std::chrono::milliseconds{-1};
+  CHECK(open_error(opts).code == errc::invalid_argument);
+  opts.index_interval = std::chrono::hours{25};
   CHECK(open_error(opts).code == errc::invalid_argument);
 
   auto j = open_ok(options(tmp.journal_dir()));

@@ -1,15 +1,21 @@
 #pragma once
 
+#include <lmdb.h>
 #include <stdlib.h>
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <limits>
 #include <memory>
+#include <random>
 #include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -107,6 +113,49 @@ inline std::vector<std::string> payloads(const std::vector<stored_event>& events
   for (const auto& e : events)
     out.push_back(e.payload);
   return out;
+}
+
+/// Puts `key` = `value` into the named database `db` (or the main database when empty) of the
+/// LMDB environment in `dir`, bypassing the journal.
+inline void raw_put(const std::filesystem::path& dir, const std::string& db,
+                    const std::string& key, const std::string& value) {
+  MDB_env* env = nullptr;
+  REQUIRE(mdb_env_create(&env) == MDB_SUCCESS);
+  REQUIRE(mdb_env_set_maxdbs(env, 128) == MDB_SUCCESS);
+  REQUIRE(mdb_env_open(env, dir.c_str(), MDB_NOTLS, 0644) == MDB_SUCCESS);
+  MDB_txn* txn = nullptr;
+  REQUIRE(mdb_txn_begin(env, nullptr, 0, &txn) == MDB_SUCCESS);
+  MDB_dbi dbi = 0;
+  REQUIRE(mdb_dbi_open(txn, db.empty() ? nullptr : db.c_str(), MDB_CREATE, &dbi) == MDB_SUCCESS);
+  MDB_val k{key.size(), const_cast<char*>(key.data())};
+  MDB_val v{value.size(), const_cast<char*>(value.data())};
+  REQUIRE(mdb_put(txn, dbi, &k, &v, 0) == MDB_SUCCESS);
+  REQUIRE(mdb_txn_commit(txn) == MDB_SUCCESS);
+  mdb_env_close(env);
+}
+
+/// Overwrites `file` with `size` pseudo-random bytes (fixed seed: the same bytes every run).
+inline void write_garbage(const std::filesystem::path& file, std::size_t size) {
+  std::mt19937_64 rng{20240611};
+  std::ofstream out{file, std::ios::binary | std::ios::trunc};
+  for (std::size_t i = 0; i < size; i += 8) {
+    const std::uint64_t word = rng();
+    out.write(reinterpret_cast<const char*>(&word), 8);
+  }
+  REQUIRE(out.good());
+}
+
+/// Waits until the journal's index reaches `offset` (true) or `timeout` passes (false).
+inline bool wait_for_index(const journal& j, log_offset offset,
+                           std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (lmdb_index_watermark(j).value_or(0) >= offset)
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  }
 }
 
 } // namespace kontor::persistence::test
