@@ -1,5 +1,7 @@
 #include "gateway/bridge.hpp"
 
+#include <map>
+
 #include <caf/all.hpp>
 
 #include "runtime/sharding/messages.hpp"
@@ -23,13 +25,13 @@ namespace kontor::gateway {
 
 namespace {
 
+using sweep_atom = caf::atom_constant<caf::atom("brg_sweep")>;
+using clock_type = std::chrono::steady_clock;
+
 entity_answer from_error(const caf::error& err) {
   entity_answer out;
-  if (err == caf::sec::request_timeout) {
-    out.code = entity_answer::status::timeout;
-    out.message = "no answer in time; the outcome is unknown, retry with the same txId";
-  } else if (err.category() == sharding::error_category
-             && err.code() == static_cast<std::uint8_t>(sharding::errc::journal_failure)) {
+  if (err.category() == sharding::error_category
+      && err.code() == static_cast<std::uint8_t>(sharding::errc::journal_failure)) {
     out.code = entity_answer::status::unavailable;
     out.message = sharding::error_message(err);
   } else {
@@ -40,14 +42,76 @@ entity_answer from_error(const caf::error& err) {
   return out;
 }
 
-caf::behavior bridge_actor(caf::event_based_actor* self, caf::actor region,
-                           std::chrono::milliseconds timeout) {
+entity_answer timed_out() {
+  return {entity_answer::status::timeout, {},
+          "no answer in time; the outcome is unknown, retry with the same txId"};
+}
+
+struct pending_request {
+  clock_type::time_point deadline;
+  std::function<void(entity_answer)> done;
+};
+
+/// Requests in flight, answered exactly once: by the entity, or by the sweep at the deadline.
+/// Timeouts are kept here, checked by one periodic sweep, instead of one CAF request timeout
+/// per command (each of those wakes CAF's clock thread twice).
+struct bridge_state {
+  caf::actor region;
+  std::chrono::milliseconds timeout{0};
+  std::map<std::uint64_t, pending_request> pending;
+  std::uint64_t next_id = 0;
+  bool sweeping = false;
+  static inline const char* name = "kontor.bridge";
+};
+
+using self_ptr = caf::stateful_actor<bridge_state>*;
+
+void answer(self_ptr self, std::uint64_t id, entity_answer a) {
+  auto i = self->state.pending.find(id);
+  if (i == self->state.pending.end())
+    return; // already answered by the sweep
+  auto done = std::move(i->second.done);
+  self->state.pending.erase(i);
+  done(std::move(a));
+}
+
+void schedule_sweep(self_ptr self) {
+  auto& st = self->state;
+  if (st.sweeping)
+    return;
+  st.sweeping = true;
+  self->delayed_send(self, std::max(st.timeout / 10, std::chrono::milliseconds(5)),
+                     sweep_atom::value);
+}
+
+caf::behavior bridge_actor(self_ptr self, caf::actor region, std::chrono::milliseconds timeout) {
+  self->state.region = std::move(region);
+  self->state.timeout = timeout;
   return {
     [=](ask_msg& msg) {
-      auto done = std::move(msg.done);
-      self->request(region, timeout, std::move(msg.envelope))
-        .then([done](std::string& reply) { done({entity_answer::status::ok, std::move(reply), {}}); },
-              [done](caf::error& err) { done(from_error(err)); });
+      auto& st = self->state;
+      auto id = st.next_id++;
+      st.pending.emplace(id, pending_request{clock_type::now() + st.timeout, std::move(msg.done)});
+      schedule_sweep(self);
+      self->request(st.region, caf::infinite, std::move(msg.envelope))
+        .then(
+          [=](std::string& reply) {
+            answer(self, id, {entity_answer::status::ok, std::move(reply), {}});
+          },
+          [=](caf::error& err) { answer(self, id, from_error(err)); });
+    },
+    [=](sweep_atom) {
+      auto& st = self->state;
+      st.sweeping = false;
+      auto now = clock_type::now();
+      // Ids grow with time and all share one timeout, so expired requests are at the front.
+      while (!st.pending.empty() && st.pending.begin()->second.deadline <= now) {
+        auto done = std::move(st.pending.begin()->second.done);
+        st.pending.erase(st.pending.begin());
+        done(timed_out());
+      }
+      if (!st.pending.empty())
+        schedule_sweep(self);
     },
   };
 }

@@ -54,6 +54,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   jopts.number_of_shards = cfg.number_of_shards;
   jopts.initial_map_size = cfg.journal_initial_map_mb << 20;
   jopts.max_batch_appends = cfg.journal_max_batch;
+  jopts.index_interval = cfg.journal_index_interval;
   auto journal = persistence::open_lmdb_journal(jopts);
   if (!journal) {
     log(log_level::error, component,
@@ -95,6 +96,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     ps.batch_size = cfg.projection_batch;
     ps.idle_min = cfg.projection_idle_min;
     ps.idle_max = cfg.projection_idle_max;
+    ps.min_interval = cfg.projection_min_interval;
     auto poller = singletons.start("poller", [ps](caf::actor_system& s) {
       return projection::spawn_poller(s, ps);
     });

@@ -150,6 +150,9 @@ std::vector<option> options() {
          throw bad_value{n + ": '" + t + "' is neither on nor off"};
        c.read_side = t == "on";
      }},
+    {"journal-index-interval", ms_text(d.journal_index_interval),
+     "how often the journal folds new events into its per-account index (newer ones are in memory)",
+     duration_setter(&node_config::journal_index_interval, 0)},
     {"projection-batch", std::to_string(d.projection_batch),
      "events per batch the poller delivers to the read models",
      int_setter(&node_config::projection_batch, 1, 100000)},
@@ -159,6 +162,9 @@ std::vector<option> options() {
     {"projection-idle-max", ms_text(d.projection_idle_max),
      "longest wait of an idle poller: bounds the lag of the first event after a quiet spell",
      duration_setter(&node_config::projection_idle_max, 1)},
+    {"projection-min-interval", ms_text(d.projection_min_interval),
+     "shortest time between two batches to one read model (under load batches grow instead)",
+     duration_setter(&node_config::projection_min_interval, 0)},
     {"scheduler-threads", std::to_string(d.scheduler_threads),
      "actor scheduler threads (0: one per core)",
      int_setter(&node_config::scheduler_threads, 0, 256)},

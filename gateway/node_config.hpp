@@ -27,14 +27,16 @@ struct node_config {
   std::chrono::milliseconds passivate_after{120'000};
   std::size_t journal_initial_map_mb = 1024;
   std::size_t journal_max_batch = 4096;
+  std::chrono::milliseconds journal_index_interval{1000};
   // read side
   bool read_side = true;
   std::size_t projection_batch = 1000;
   std::chrono::milliseconds projection_idle_min{2};
   std::chrono::milliseconds projection_idle_max{50};
+  std::chrono::milliseconds projection_min_interval{20};
   // actors
   unsigned scheduler_threads = 0; ///< 0: one per core
-  std::string scheduler_policy = "stealing"; ///< CAF scheduler: stealing or sharing
+  std::string scheduler_policy = "sharing"; ///< CAF scheduler: sharing or stealing
   // domain
   std::int64_t max_limit = 1'000'000'000'000;
   std::int64_t max_amount = 1'000'000'000'000;

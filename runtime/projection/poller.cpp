@@ -12,10 +12,13 @@ namespace kontor::projection {
 
 namespace {
 
+using clock_type = std::chrono::steady_clock;
+
 struct subscriber {
   caf::actor actor;
   log_offset cursor = 1;  ///< next offset to deliver
   bool in_flight = false; ///< a batch awaits its answer
+  clock_type::time_point last_sent{}; ///< when the last batch went out
 };
 
 struct poller_state {
@@ -60,9 +63,15 @@ void poll(self_ptr self) {
   st.poll_queued = false;
   bool delivered = false;
   bool waiting = false;
+  auto now = clock_type::now();
+  std::optional<clock_type::time_point> paced; // earliest time a paced subscriber may get more
   for (auto& [addr, sub] : st.subscribers) {
     if (sub.in_flight) {
       waiting = true;
+      continue;
+    }
+    if (auto ready = sub.last_sent + st.settings.min_interval; now < ready) {
+      paced = paced ? std::min(*paced, ready) : ready;
       continue;
     }
     auto page = st.settings.journal->read_log(sub.cursor, st.settings.batch_size);
@@ -80,6 +89,7 @@ void poll(self_ptr self) {
       batch.log_end = *end;
     batch.events = std::move(page->events);
     sub.in_flight = true;
+    sub.last_sent = now;
     delivered = true;
     auto who = addr;
     self->request(sub.actor, st.settings.delivery_timeout, std::move(batch))
@@ -90,7 +100,9 @@ void poll(self_ptr self) {
               on_answer(self, who, std::nullopt);
             });
   }
-  if (delivered) {
+  if (paced) {
+    queue_poll(self, std::chrono::ceil<std::chrono::milliseconds>(*paced - now));
+  } else if (delivered) {
     st.idle = st.settings.idle_min;
   } else if (!waiting && !st.subscribers.empty()) {
     queue_poll(self, st.idle);

@@ -19,6 +19,9 @@ struct poller_settings {
   /// first event after a quiet period is seen within `idle_max`).
   std::chrono::milliseconds idle_min{2};
   std::chrono::milliseconds idle_max{50};
+  /// At most one batch per subscriber per `min_interval`: under load batches grow instead of
+  /// commits multiplying (each read-model commit rewrites the pages of every account it touches).
+  std::chrono::milliseconds min_interval{20};
   std::chrono::milliseconds delivery_timeout{std::chrono::seconds(30)}; ///< per batch
 };
 

@@ -35,7 +35,9 @@ bool same(const node_config& a, const node_config& b) {
          && a.journal_initial_map_mb == b.journal_initial_map_mb
          && a.journal_max_batch == b.journal_max_batch && a.projection_batch == b.projection_batch && a.read_side == b.read_side
          && a.projection_idle_min == b.projection_idle_min
-         && a.projection_idle_max == b.projection_idle_max && a.scheduler_threads == b.scheduler_threads
+         && a.projection_idle_max == b.projection_idle_max
+         && a.projection_min_interval == b.projection_min_interval
+         && a.journal_index_interval == b.journal_index_interval && a.scheduler_threads == b.scheduler_threads
          && a.scheduler_policy == b.scheduler_policy && a.max_limit == b.max_limit
          && a.max_amount == b.max_amount && a.tx_window == b.tx_window
          && a.cluster_port == b.cluster_port && a.seeds == b.seeds;
