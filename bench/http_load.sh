@@ -6,19 +6,9 @@
 #   bench/http_load.sh [--node PATH] [--seconds S] [--connections C] [--accounts N] [-- node flags]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-seconds=15; connections=32; accounts=1000; extra=()
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --node) node_bin=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --accounts) accounts=$2; shift 2 ;;
-    --) shift; extra=("$@"); break ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+parse_bench_args "$@"
 
-start_node load "${extra[@]}"
+start_node load
 open_accounts "$accounts"
 echo "kontor-node $url, $connections connections, ${seconds}s per run, $accounts accounts, $(nproc) cores (wrk on the same cores)"
 wrk_run "GET /health (reference)" "$connections" "$seconds" "$url/health"

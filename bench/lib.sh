@@ -1,11 +1,32 @@
 # Shared by the HTTP benchmarks: start a node on a temp dir, open accounts, run wrk.
-# Source it; it defines start_node, stop_node, open_accounts, wrk_run and sets $url, $work.
+# Source it; it defines parse_bench_args, start_node, stop_node, open_accounts, wrk_run and sets
+# $url, $work.
 
 bench_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 node_bin="$bench_here/../build/gateway/kontor-node"
 work=$(mktemp -d /tmp/kontor-bench-XXXXXX)
 node_pid=""
 url=""
+
+seconds=15
+connections=32
+accounts=1000
+node_flags=()
+
+# parse_bench_args "$@": --node PATH, --seconds S, --connections C, --accounts N, and after
+# `--` flags for every node the benchmark starts.
+parse_bench_args() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --node) node_bin=$2; shift 2 ;;
+      --seconds) seconds=$2; shift 2 ;;
+      --connections) connections=$2; shift 2 ;;
+      --accounts) accounts=$2; shift 2 ;;
+      --) shift; node_flags=("$@"); break ;;
+      *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+  done
+}
 
 stop_node() {
   if [ -n "$node_pid" ]; then
@@ -20,7 +41,8 @@ trap 'stop_node; rm -rf "$work"' EXIT
 start_node() {
   local name=$1; shift
   command -v wrk >/dev/null || { echo "wrk is missing: scripts/setup.sh installs it" >&2; exit 2; }
-  "$node_bin" --data-dir "$work/$name" --http-address 127.0.0.1 --http-port 0 "$@" >"$work/$name.log" 2>&1 &
+  "$node_bin" --data-dir "$work/$name" --http-address 127.0.0.1 --http-port 0 "$@" "${node_flags[@]}" \
+    >"$work/$name.log" 2>&1 &
   node_pid=$!
   local port=""
   for _ in $(seq 1 400); do

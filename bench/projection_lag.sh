@@ -4,19 +4,10 @@
 # (goal >= 90 %), and the projection lag p50/p99 (journal commit -> read-model commit, per event,
 # from the node's kontor_projection_lag_seconds histogram; goal p99 <= 100 ms).
 #
-#   bench/projection_lag.sh [--node PATH] [--seconds S] [--connections C] [--accounts N]
+#   bench/projection_lag.sh [--node PATH] [--seconds S] [--connections C] [--accounts N] [-- node flags]
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-seconds=15; connections=32; accounts=1000
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --node) node_bin=$2; shift 2 ;;
-    --seconds) seconds=$2; shift 2 ;;
-    --connections) connections=$2; shift 2 ;;
-    --accounts) accounts=$2; shift 2 ;;
-    *) echo "unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+parse_bench_args "$@"
 echo "$connections connections, ${seconds}s per run, $accounts accounts, $(nproc) cores (wrk on the same cores)"
 
 start_node off --read-side off

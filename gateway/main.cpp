@@ -136,6 +136,11 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                 [stats] { return static_cast<double>(stats->live_entities.load()); });
   metrics.gauge("kontor_entity_recoveries", "entity starts (recoveries) since node start",
                 [stats] { return static_cast<double>(stats->recoveries.load()); });
+  auto* jrnl_for_index = journal->get();
+  metrics.gauge("kontor_journal_index_failures", "failed commits of the journal's index since start",
+                [jrnl_for_index] {
+                  return static_cast<double>(persistence::lmdb_index_failures(*jrnl_for_index).value_or(0));
+                });
   metrics.gauge("kontor_journal_failures", "appends the journal refused since node start",
                 [stats] { return static_cast<double>(stats->journal_failures.load()); });
 

@@ -600,6 +600,8 @@ public:
 
   /// Every log entry with an offset up to this one is in the index environment.
   log_offset index_watermark() const noexcept { return watermark_.load(); }
+  /// Index commits that failed since open.
+  std::uint64_t index_failures() const noexcept { return index_failures_.load(); }
 
 private:
   struct pending_append {
@@ -752,6 +754,7 @@ private:
   bool indexer_waiting_ = false;  ///< the indexer sleeps until tail_end_ passes the watermark
   bool indexer_stopping_ = false;
   std::atomic<log_offset> watermark_{0}; ///< changed by the indexer only, after its commit
+  std::atomic<std::uint64_t> index_failures_{0}; ///< failed index commits since open
   std::thread indexer_;
 };
 
@@ -1285,6 +1288,7 @@ void lmdb_journal::run_indexer() {
     auto reached = index_step(target);
     if (!reached) {
       // Appends go on; the tail keeps their events until an index commit succeeds.
+      ++index_failures_;
       if (failures++ % index_failures_logged_every == 0)
         kontor::log(log_level::warn, log_component,
                     "journal index: " + reached.error().message + " (failure "
@@ -1683,6 +1687,12 @@ expected<std::unique_ptr<journal>> open_lmdb_journal(lmdb_options opts) {
 std::optional<log_offset> lmdb_index_watermark(const journal& j) {
   if (const auto* lj = dynamic_cast<const lmdb_journal*>(&j))
     return lj->index_watermark();
+  return std::nullopt;
+}
+
+std::optional<std::uint64_t> lmdb_index_failures(const journal& j) {
+  if (const auto* lj = dynamic_cast<const lmdb_journal*>(&j))
+    return lj->index_failures();
   return std::nullopt;
 }
 

@@ -33,4 +33,8 @@ expected<std::unique_ptr<journal>> open_lmdb_journal(lmdb_options opts);
 /// journal's on-disk index (later ones are in memory); nullopt if `j` is not an LMDB journal.
 std::optional<log_offset> lmdb_index_watermark(const journal& j);
 
+/// For tests and tools: index commits of the LMDB journal that failed since it was opened
+/// (appends go on meanwhile); nullopt if `j` is not an LMDB journal.
+std::optional<std::uint64_t> lmdb_index_failures(const journal& j);
+
 } // namespace kontor::persistence
