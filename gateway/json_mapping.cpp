@@ -126,19 +126,18 @@ std::optional<field_error> transaction_from_json(const json::object& in, account
   auto currency = r.string("currency");
   if (auto err = r.error())
     return err;
-  if (kind == "purchase") {
-    auto* p = cmd.mutable_purchase_item();
+  // PurchaseItem and DepositMoney carry the same fields.
+  auto fill = [&](auto* p) {
     p->set_tx_id(std::move(tx_id));
     p->set_amount(amount);
     p->set_currency(std::move(currency));
-  } else if (kind == "deposit") {
-    auto* p = cmd.mutable_deposit_money();
-    p->set_tx_id(std::move(tx_id));
-    p->set_amount(amount);
-    p->set_currency(std::move(currency));
-  } else {
+  };
+  if (kind == "purchase")
+    fill(cmd.mutable_purchase_item());
+  else if (kind == "deposit")
+    fill(cmd.mutable_deposit_money());
+  else
     return field_error{"invalid_field", "kind", "field 'kind' must be \"purchase\" or \"deposit\""};
-  }
   return std::nullopt;
 }
 
