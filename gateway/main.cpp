@@ -219,5 +219,8 @@ int main(int argc, char** argv, char** envp) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // A file-size limit must make a write fail (the journal answers io_error) instead of killing
+  // the node.
+  std::signal(SIGXFSZ, SIG_IGN);
   return run(*cfg, stop_signals);
 }

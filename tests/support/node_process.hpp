@@ -43,6 +43,9 @@ public:
   /// Everything the node wrote so far.
   std::string log() const;
 
+  /// The process id (-1 when not running).
+  pid_t pid() const noexcept { return pid_; }
+
 private:
   pid_t pid_ = -1;
   std::string log_path_;
