@@ -722,6 +722,10 @@ private:
   }
   error broken_error(const env_state& e) const;
   error corrupt_error(std::string what) const;
+  /// Begins `txn` (a read transaction on the index env) and opens `cursor` on the index; the
+  /// error to report when either fails. `caller` names the operation in the message.
+  std::optional<error> open_index_cursor(read_txn& txn, read_cursor& cursor,
+                                         std::string_view caller) const;
   /// Reads the log from `from`: the records of `shard` (all when nullopt), at most `max` of
   /// them, examining at most `max_scan` entries.
   expected<log_page> scan_log(std::optional<shard_id> shard, log_offset from, std::size_t max,
@@ -1447,6 +1451,17 @@ int lmdb_journal::write_index(const std::vector<index_entry>& entries, log_offse
 
 // ---- read side ----
 
+std::optional<error> lmdb_journal::open_index_cursor(read_txn& txn, read_cursor& cursor,
+                                                     std::string_view caller) const {
+  if (index_.broken.load())
+    return broken_error(index_);
+  if (int rc = txn.begin())
+    return index_failure(rc, "mdb_txn_begin(" + std::string(caller) + ")");
+  if (int rc = cursor.open(txn.get(), index_dbi_))
+    return index_failure(rc, "mdb_cursor_open(index)");
+  return std::nullopt;
+}
+
 error lmdb_journal::broken_error(const env_state& e) const {
   return make_error(errc::io_error, "journal in " + dir_.string() + " is unusable after a failed"
                                       " map resize of " + e.dir.string() + "; reopen it");
@@ -1487,13 +1502,9 @@ lmdb_journal::replay(const std::string& persistence_id, sequence_nr from, std::s
   std::vector<tail_entry> indexed;
   if (recent.empty() || recent.front().seq != first) {
     read_txn txn{index_};
-    if (index_.broken.load())
-      return broken_error(index_);
-    if (int rc = txn.begin())
-      return index_failure(rc, "mdb_txn_begin(replay)");
     read_cursor cursor;
-    if (int rc = cursor.open(txn.get(), index_dbi_))
-      return index_failure(rc, "mdb_cursor_open(index)");
+    if (auto err = open_index_cursor(txn, cursor, "replay"))
+      return *err;
     id_key key{persistence_id};
     MDB_val k = key.with_seq(first);
     MDB_val v;
@@ -1565,13 +1576,9 @@ expected<sequence_nr> lmdb_journal::highest_sequence_nr(const std::string& persi
       return it->second.back().seq;
   }
   read_txn txn{index_};
-  if (index_.broken.load())
-    return broken_error(index_);
-  if (int rc = txn.begin())
-    return index_failure(rc, "mdb_txn_begin(highest_sequence_nr)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), index_dbi_))
-    return index_failure(rc, "mdb_cursor_open(index)");
+  if (auto err = open_index_cursor(txn, cursor, "highest_sequence_nr"))
+    return *err;
   id_key key{persistence_id};
   sequence_nr high = 0;
   if (int rc = find_highest(cursor.get(), key, high))
