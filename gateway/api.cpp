@@ -43,6 +43,12 @@ http_response unavailable(std::string_view code, std::string_view message) {
   return r;
 }
 
+/// A stored event of `id` that cannot be parsed (a journal written by a newer build?).
+http_response unreadable_event(const std::string& id, sequence_nr seq) {
+  return error_response(500, "unreadable_event",
+                        "event " + std::to_string(seq) + " of account " + id + " cannot be read");
+}
+
 http_response method_not_allowed(std::string_view allow) {
   auto r = error_response(405, "method_not_allowed", "allowed: " + std::string(allow));
   r.headers.emplace_back("Allow", std::string(allow));
@@ -213,8 +219,7 @@ bool parse_if_match(std::string_view text, std::optional<std::uint64_t>& out) {
 using body_mapper = std::optional<field_error> (*)(const json::object&, account::pb::Command&);
 
 /// The route template of a request, for metrics (bounded set of values).
-std::string route_label(const http_request& req) {
-  auto t = split_target(req.target);
+std::string route_label(const std::string& method, const target_parts& t) {
   const auto& s = t.segments;
   std::string path;
   if (s.size() == 1 && (s[0] == "accounts" || s[0] == "health" || s[0] == "ready"
@@ -232,29 +237,26 @@ std::string route_label(const http_request& req) {
     return "other";
   static const char* methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   for (auto m : methods)
-    if (req.method == m)
-      return req.method + " " + path;
+    if (method == m)
+      return method + " " + path;
   return "other " + path;
 }
 
 } // namespace
 
 void api::operator()(http_request&& req, responder respond) const {
-  if (!ctx_.metrics)
-    return route(std::move(req), std::move(respond));
-  auto label = route_label(req);
-  auto* metrics = ctx_.metrics;
-  route(std::move(req), [label = std::move(label), metrics, respond = std::move(respond)](http_response r) {
-    metrics
-      ->counter("kontor_http_requests_total", "HTTP requests by route and status",
-                {{"route", label}, {"status", std::to_string(r.status)}})
-      .inc();
-    respond(std::move(r));
-  });
-}
-
-void api::route(http_request&& req, responder respond) const {
   auto target = split_target(req.target);
+  if (ctx_.metrics) {
+    // Count every answer by route template and status.
+    respond = [label = route_label(req.method, target), metrics = ctx_.metrics,
+               inner = std::move(respond)](http_response r) {
+      metrics
+        ->counter("kontor_http_requests_total", "HTTP requests by route and status",
+                  {{"route", label}, {"status", std::to_string(r.status)}})
+        .inc();
+      inner(std::move(r));
+    };
+  }
   const auto& seg = target.segments;
   const auto& method = req.method;
 
@@ -469,9 +471,7 @@ void api::events_query(std::string id, std::uint64_t from, std::size_t limit,
     for (const auto& stored : *events) {
       auto ev = account::parse_event(stored.payload);
       if (!ev)
-        return respond(error_response(500, "unreadable_event",
-                                      "event " + std::to_string(stored.seq) + " of account " + id
-                                        + " cannot be read"));
+        return respond(unreadable_event(id, stored.seq));
       out.push_back(event_to_log_json(*ev));
     }
     respond(json_response(200, json::serialize(out)));
@@ -494,9 +494,7 @@ void api::as_of_query(std::string id, std::int64_t at_ms, responder respond) con
       for (const auto& stored : *events) {
         auto ev = account::parse_event(stored.payload);
         if (!ev)
-          return respond(error_response(500, "unreadable_event",
-                                        "event " + std::to_string(stored.seq) + " of account " + id
-                                          + " cannot be read"));
+          return respond(unreadable_event(id, stored.seq));
         if (ev->at_ms() > at_ms) {
           past = true;
           break;

@@ -45,8 +45,6 @@ private:
   /// The read-side routes: GET /accounts/{id}, /stats/countries, /events.
   http_response read_model_query(const std::string& what, std::string_view id,
                                  std::string_view query) const;
-  /// Routes one request (the public operator() adds metrics around it).
-  void route(http_request&& req, responder respond) const;
 
   api_context ctx_;
 };

@@ -17,7 +17,6 @@ struct http_request {
   std::string target;       ///< path and query, e.g. "/accounts/333?consistent=true"
   std::string body;
   std::string if_match;     ///< the If-Match header, empty when absent
-  std::string content_type; ///< the Content-Type header, empty when absent
 };
 
 /// One HTTP response. Content-Type defaults to application/json.

@@ -62,6 +62,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     return 1;
   }
   log(log_level::info, component, "journal open in " + jopts.dir.string());
+  auto* jrnl = journal->get();
 
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::kontor>();
@@ -79,7 +80,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
 
   sharding::region_settings rs;
   rs.number_of_shards = cfg.number_of_shards;
-  rs.journal = journal->get();
+  rs.journal = jrnl;
   rs.factory = gateway::account_entity_factory(rules);
   rs.snapshot_every = cfg.snapshot_every;
   rs.passivate_after = cfg.passivate_after;
@@ -92,7 +93,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   std::unique_ptr<gateway::account_queries> read_queries;
   if (cfg.read_side) {
     projection::poller_settings ps;
-    ps.journal = journal->get();
+    ps.journal = jrnl;
     ps.batch_size = cfg.projection_batch;
     ps.idle_min = cfg.projection_idle_min;
     ps.idle_max = cfg.projection_idle_max;
@@ -118,7 +119,6 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     read_model->subscribe(poller);
     read_queries = std::make_unique<gateway::account_queries>(read_model->store());
     auto* rm = read_model.get();
-    auto* jrnl = journal->get();
     metrics.gauge("kontor_projection_offset", "journal offset the read model has applied",
                   [rm] { return static_cast<double>(rm->stats().applied.load()); });
     metrics.gauge("kontor_projection_lag_events", "journal events not yet in the read model",
@@ -136,17 +136,16 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                 [stats] { return static_cast<double>(stats->live_entities.load()); });
   metrics.gauge("kontor_entity_recoveries", "entity starts (recoveries) since node start",
                 [stats] { return static_cast<double>(stats->recoveries.load()); });
-  auto* jrnl_for_index = journal->get();
   metrics.gauge("kontor_journal_index_failures", "failed commits of the journal's index since start",
-                [jrnl_for_index] {
-                  return static_cast<double>(persistence::lmdb_index_failures(*jrnl_for_index).value_or(0));
+                [jrnl] {
+                  return static_cast<double>(persistence::lmdb_index_failures(*jrnl).value_or(0));
                 });
   metrics.gauge("kontor_journal_failures", "appends the journal refused since node start",
                 [stats] { return static_cast<double>(stats->journal_failures.load()); });
 
   std::atomic<bool> ready{false};
   auto queries = std::make_unique<gateway::query_pool>(1, 256);
-  gateway::api api{{&entities, journal->get(), queries.get(), &rules, &ready, read_queries.get(),
+  gateway::api api{{&entities, jrnl, queries.get(), &rules, &ready, read_queries.get(),
                     read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name}};
 
   auto stop_actors = [&] {

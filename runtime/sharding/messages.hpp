@@ -30,7 +30,6 @@ typename Inspector::result_type inspect(Inspector& f, entity_envelope& x) {
 enum class errc : std::uint8_t {
   journal_failure = 1, ///< the journal refused the write: nothing was appended
   recovery_failed,     ///< the entity's stored events or snapshot cannot be read
-  stopping,            ///< the node is shutting down
 };
 
 /// The category atom of Kontor runtime errors.
