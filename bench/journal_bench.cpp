@@ -20,13 +20,16 @@
 // batching difference. The disk is shared with other work and its fsync time drifts by several
 // times within seconds, so the sides alternate in short rounds (journal, raw, raw layout,
 // journal, ...) and each side's figures are summed over its rounds: drift hits all alike.
-// The raw environments use the journal's flags (MDB_NOTLS, full durability).
+// The raw environments use the journal's flags (MDB_NOTLS, full durability), and the same
+// preallocation: the journal keeps P MiB of zeros ahead of its log file's used end (as the node
+// does by default), the raw files get P MiB of zeros appended once at creation.
 //
-// Usage: journal_bench [--seconds S] [--writers W] [--dir D] [--rounds R]
-//        (defaults: 3 s per side, 32 writers, ./bench-data, 6 rounds)
+// Usage: journal_bench [--seconds S] [--writers W] [--dir D] [--rounds R] [--preallocate-mb P]
+//        (defaults: 3 s per side, 32 writers, ./bench-data, 6 rounds, 64 MiB)
 
 #include <lmdb.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -55,6 +58,7 @@ constexpr std::uint32_t shards = 64;
 
 /// Command-line settings.
 struct settings {
+  std::uint64_t preallocate_mb = 64;
   double seconds = 3.0;
   int writers = 32;
   int rounds = 6;
@@ -100,7 +104,7 @@ double percentile_ms(std::vector<std::int64_t>& ns, double p) {
 /// (b) The journal with W logical writers, each continuing its own sequence across slices.
 class journal_side {
 public:
-  journal_side(const fs::path& dir, int writers) {
+  journal_side(const fs::path& dir, int writers, std::uint64_t preallocate_mb) {
     using namespace kontor::persistence;
     for (int w = 0; w < writers; ++w) {
       writer wr;
@@ -111,6 +115,7 @@ public:
     lmdb_options opts;
     opts.dir = dir;
     opts.number_of_shards = shards;
+    opts.preallocate = preallocate_mb << 20;
     opts.on_commit = [this](std::size_t appends, std::size_t, std::chrono::nanoseconds t) {
       commits_.fetch_add(1, std::memory_order_relaxed);
       appends_.fetch_add(appends, std::memory_order_relaxed);
@@ -222,7 +227,8 @@ public:
     journal_like,  ///< (a2) the journal's acknowledged writes: log records only, no journal code
   };
 
-  raw_side(const fs::path& dir, layout l, int writers) : layout_(l) {
+  raw_side(const fs::path& dir, layout l, int writers, std::uint64_t preallocate_mb)
+    : layout_(l) {
     fs::create_directories(dir);
     check(mdb_env_create(&env_), "mdb_env_create");
     check(mdb_env_set_maxdbs(env_, 3), "mdb_env_set_maxdbs"); // as the journal's log: 3 databases
@@ -240,6 +246,18 @@ public:
       seqs_.assign(ids_.size(), 0);
     }
     check(mdb_txn_commit(txn), "mdb_txn_commit");
+    if (preallocate_mb > 0) {
+      // Zeros past LMDB's used end, written once: commits then overwrite allocated blocks.
+      std::FILE* f = std::fopen((dir / "data.mdb").c_str(), "ab");
+      if (f == nullptr)
+        die("cannot open " + (dir / "data.mdb").string());
+      std::vector<char> zeros(1 << 20, 0);
+      for (std::uint64_t i = 0; i < preallocate_mb; ++i)
+        std::fwrite(zeros.data(), 1, zeros.size(), f);
+      if (std::fflush(f) != 0 || ::fdatasync(::fileno(f)) != 0)
+        die("cannot preallocate " + (dir / "data.mdb").string());
+      std::fclose(f);
+    }
   }
   raw_side(const raw_side&) = delete;
   raw_side& operator=(const raw_side&) = delete;
@@ -315,7 +333,8 @@ void usage() {
                "  --seconds S  measuring time of each side (default 3)\n"
                "  --writers W  concurrent journal writers (default 32)\n"
                "  --dir D      where to put the temporary data (default ./bench-data)\n"
-               "  --rounds R   alternations journal/raw the time is split into (default 6)\n");
+               "  --rounds R   alternations journal/raw the time is split into (default 6)\n"
+               "  --preallocate-mb P  zeros kept ahead of every side's file (default 64, 0: off)\n");
 }
 
 settings parse(int argc, char** argv) {
@@ -336,6 +355,8 @@ settings parse(int argc, char** argv) {
         s.writers = std::stoi(value());
       else if (arg == "--rounds")
         s.rounds = std::stoi(value());
+      else if (arg == "--preallocate-mb")
+        s.preallocate_mb = std::stoull(value());
       else if (arg == "--dir")
         s.dir = value();
       else if (arg == "--help" || arg == "-h") {
@@ -371,8 +392,9 @@ int main(int argc, char** argv) {
   const fs::path run_dir = tmpl;
 
   std::printf("journal_bench: %s, %.1f s per side in %d alternating rounds, %d writers, "
-              "%zu-byte events\n",
-              run_dir.c_str(), s.seconds, s.rounds, s.writers, value_size);
+              "%zu-byte events, %llu MiB preallocated\n",
+              run_dir.c_str(), s.seconds, s.rounds, s.writers, value_size,
+              static_cast<unsigned long long>(s.preallocate_mb));
   std::fflush(stdout);
 
   totals jt;
@@ -380,9 +402,10 @@ int main(int argc, char** argv) {
   totals lt;
   std::uint64_t max_index_lag = 0;
   {
-    journal_side journal{run_dir / "journal", s.writers};
-    raw_side raw{run_dir / "raw", raw_side::layout::single_log, s.writers};
-    raw_side raw_layout{run_dir / "raw-layout", raw_side::layout::journal_like, s.writers};
+    journal_side journal{run_dir / "journal", s.writers, s.preallocate_mb};
+    raw_side raw{run_dir / "raw", raw_side::layout::single_log, s.writers, s.preallocate_mb};
+    raw_side raw_layout{run_dir / "raw-layout", raw_side::layout::journal_like, s.writers,
+                        s.preallocate_mb};
     const double slice = s.seconds / s.rounds;
     for (int round = 0; round < s.rounds; ++round) {
       journal.run(slice, jt);

@@ -68,15 +68,32 @@ open_accounts() {
     || { echo "accounts were not opened" >&2; exit 1; }
 }
 
-# wrk_run LABEL CONNECTIONS SECONDS [wrk args...]: prints one line; sets $rps, $p50, $p99.
+# node_counters: "<cpu ticks> <context switches>" of the running node, all threads summed.
+node_counters() {
+  local ticks switches
+  ticks=$(awk '{print $14 + $15}' "/proc/$node_pid/stat")
+  switches=$(cat /proc/"$node_pid"/task/*/status 2>/dev/null \
+    | awk '/ctxt_switches/ {s += $2} END {print s}')
+  echo "$ticks $switches"
+}
+
+# wrk_run LABEL CONNECTIONS SECONDS [wrk args...]: prints one line; sets $rps, $p50, $p99 and
+# $cpu_us/$switches (node CPU time and node context switches per request).
 wrk_run() {
   local label=$1 connections=$2 seconds=$3; shift 3
-  local out
-  out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
+  local out before after requests
+  before=$(node_counters)
+  out=$(/usr/bin/time -f "wrk cpu %U %S" -o /tmp/wrk.time wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
+  after=$(node_counters)
+  requests=$(awk '/requests in/ {print $1}' <<<"$out")
+  read -r cpu_us switches < <(awk -v b="$before" -v a="$after" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { split(b, x, " "); split(a, y, " ");
+             printf "%.0f %.1f\n", (y[1] - x[1]) * 1e6 / hz / n, (y[2] - x[2]) / n }')
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   local non2xx
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-32s %10s req/s   p50 %-8s p99 %-8s non-2xx %s\n' "$label" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  printf '%-32s %10s req/s   p50 %-8s p99 %-8s non-2xx %-4s node %4s us CPU, %4s switches per request\n' \
+    "$label" "$rps" "$p50" "$p99" "${non2xx:-0}" "$cpu_us" "$switches"
 }

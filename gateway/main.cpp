@@ -55,6 +55,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   jopts.initial_map_size = cfg.journal_initial_map_mb << 20;
   jopts.max_batch_appends = cfg.journal_max_batch;
   jopts.index_interval = cfg.journal_index_interval;
+  jopts.preallocate = cfg.journal_preallocate_mb * 1024 * 1024;
   auto journal = persistence::open_lmdb_journal(jopts);
   if (!journal) {
     log(log_level::error, component,

@@ -143,6 +143,10 @@ std::vector<option> options() {
     {"journal-max-batch", std::to_string(d.journal_max_batch),
      "most appends in one group commit",
      int_setter(&node_config::journal_max_batch, 1, 1'000'000)},
+    {"journal-preallocate-mb", std::to_string(d.journal_preallocate_mb),
+     "MiB of zero-filled file kept ahead of the journal's used end (0: off); commits then write "
+     "no file-size metadata, which halves their latency on ext4",
+     int_setter(&node_config::journal_preallocate_mb, 0, 1 << 20)},
     {"read-side", d.read_side ? "on" : "off",
      "run the poller and read models (off: reads go to the accounts themselves)",
      [](node_config& c, const std::string& n, const std::string& t) {

@@ -27,6 +27,7 @@ struct node_config {
   std::chrono::milliseconds passivate_after{120'000};
   std::size_t journal_initial_map_mb = 1024;
   std::size_t journal_max_batch = 4096;
+  std::size_t journal_preallocate_mb = 64;
   std::chrono::milliseconds journal_index_interval{1000};
   // read side
   bool read_side = true;

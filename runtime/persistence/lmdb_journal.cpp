@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "runtime/core/log.hpp"
+#include "runtime/persistence/file_preallocator.hpp"
 #include "runtime/persistence/lmdb_error.hpp"
 
 // On-disk layout (format "kontor-journal/2"), two LMDB environments per data directory:
@@ -760,6 +761,16 @@ private:
   std::atomic<log_offset> watermark_{0}; ///< changed by the indexer only, after its commit
   std::atomic<std::uint64_t> index_failures_{0}; ///< failed index commits since open
   std::thread indexer_;
+
+  /// Zeros ahead of the log file's used end (null: off); topped up by the indexer thread.
+  std::unique_ptr<file_preallocator> prealloc_;
+  std::atomic<std::uint64_t> log_used_end_{0}; ///< bytes of the log file LMDB uses; writer sets it
+  /// Bytes of the log file LMDB uses as of its last commit.
+  std::uint64_t log_file_used() const;
+  /// At most how far `batch` can move the log file's used end (generous: LMDB's page overhead).
+  static std::uint64_t growth_bound(const std::vector<work>& batch);
+  /// Keeps the preallocated zeros ahead of the log's used end (indexer thread).
+  void top_up_log_file();
 };
 
 lmdb_journal::lmdb_journal(const lmdb_options& opts, env_ptr log_env, databases dbs,
@@ -847,6 +858,14 @@ expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
   // Everything committed before this open is indexed now, so the tail starts empty.
   if (auto caught_up = j->catch_up_index(rebuilding); !caught_up)
     return std::move(caught_up).error();
+  j->log_used_end_ = j->log_file_used();
+  if (opts.preallocate > 0) {
+    std::string why_not;
+    j->prealloc_ = file_preallocator::open(dir / "data.mdb", opts.preallocate, why_not);
+    if (!j->prealloc_)
+      kontor::log(log_level::info, log_component,
+                  "journal: no preallocation of the log file (" + why_not + ")");
+  }
   try {
     j->indexer_ = std::thread{[raw = j.get()] { raw->run_indexer(); }};
     j->writer_ = std::thread{[raw = j.get()] { raw->run_writer(); }};
@@ -940,6 +959,9 @@ void lmdb_journal::run_batch(std::vector<work>& batch) {
   const epoch_ms at = now_ms();
   batch_attempt attempt;
   for (;;) {
+    std::unique_lock<std::mutex> guard;
+    if (prealloc_)
+      guard = prealloc_->guard(log_used_end_.load(), growth_bound(batch));
     try {
       attempt = write_batch(batch, at, results);
     } catch (const std::bad_alloc&) {
@@ -964,8 +986,10 @@ void lmdb_journal::run_batch(std::vector<work>& batch) {
   }
   // Readers find the batch's events in the tail (until the indexer has them) once its
   // callbacks run.
-  if (attempt.committed)
+  if (attempt.committed) {
+    log_used_end_ = log_file_used();
     add_to_tail(batch, results);
+  }
   // The observer runs before the callbacks, so whoever waits for the last append of a run
   // also sees the observer's counts of it.
   if (attempt.committed && on_commit_) {
@@ -1289,6 +1313,7 @@ void lmdb_journal::run_indexer() {
         return;
       target = tail_end_;
     }
+    top_up_log_file();
     auto reached = index_step(target);
     if (!reached) {
       // Appends go on; the tail keeps their events until an index commit succeeds.
@@ -1313,6 +1338,40 @@ void lmdb_journal::run_indexer() {
     last_commit = clock::now();
     backlog = *reached < target;
   }
+}
+
+std::uint64_t lmdb_journal::log_file_used() const {
+  MDB_envinfo info;
+  MDB_stat st;
+  if (mdb_env_info(log_.env, &info) != MDB_SUCCESS || mdb_env_stat(log_.env, &st) != MDB_SUCCESS)
+    return 0;
+  return (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+}
+
+std::uint64_t lmdb_journal::growth_bound(const std::vector<work>& batch) {
+  constexpr std::uint64_t per_record = 128; // key, node header, alignment
+  std::uint64_t bytes = 0;
+  for (const auto& w : batch) {
+    if (const auto* a = std::get_if<pending_append>(&w)) {
+      for (const auto& ev : a->req.events)
+        bytes += ev.size() + a->req.persistence_id.size() + per_record;
+    } else if (const auto* s = std::get_if<pending_snapshot>(&w)) {
+      bytes += s->snap.payload.size() + s->snap.persistence_id.size() + per_record;
+    }
+  }
+  // Copy-on-write branch pages, the free list and the meta records come on top of the data.
+  return 2 * bytes + (1u << 20);
+}
+
+void lmdb_journal::top_up_log_file() {
+  if (!prealloc_)
+    return;
+  constexpr std::uint64_t max_per_wake = 16u << 20;
+  auto refused = prealloc_->top_up(log_used_end_.load(), max_per_wake);
+  if (!refused.empty())
+    kontor::log(log_level::warn, log_component,
+                "journal: preallocating the log file paused (" + refused
+                  + "); commits extend it themselves meanwhile");
 }
 
 bool lmdb_journal::indexer_sleep(std::chrono::steady_clock::duration d) {

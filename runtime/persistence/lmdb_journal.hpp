@@ -20,6 +20,9 @@ struct lmdb_options {
   /// from the acknowledged commits; longer intervals mean fewer, larger index commits and more
   /// recent events kept in memory meanwhile.
   std::chrono::milliseconds index_interval{200};
+  /// Zero-filled bytes kept ahead of the log file's used end (0: off), written by the indexer
+  /// thread; see file_preallocator.hpp. Off where the file system has no O_DIRECT.
+  std::uint64_t preallocate = 0;
   commit_observer on_commit;                   ///< optional metrics hook, runs on the writer thread
 };
 
