@@ -83,7 +83,7 @@ wrk_run() {
   local label=$1 connections=$2 seconds=$3; shift 3
   local out before after requests
   before=$(node_counters)
-  out=$(/usr/bin/time -f "wrk cpu %U %S" -o /tmp/wrk.time wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
+  out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
   after=$(node_counters)
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   read -r cpu_us switches < <(awk -v b="$before" -v a="$after" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
