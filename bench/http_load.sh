@@ -13,6 +13,9 @@ open_accounts "$accounts"
 echo "kontor-node $url, $connections connections, ${seconds}s per run, $accounts accounts, $(nproc) cores (wrk on the same cores)"
 wrk_run "GET /health (reference)" "$connections" "$seconds" "$url/health"
 health=$rps
+# Warm-up (not reported): every account's actor running, the journal's file preallocated.
+KONTOR_BENCH_ACCOUNTS=$accounts wrk_run "warm-up" "$connections" 3 \
+  -s "$bench_here/command_mix.lua" "$url" >/dev/null
 KONTOR_BENCH_ACCOUNTS=$accounts wrk_run "durable command mix" "$connections" "$seconds" \
   -s "$bench_here/command_mix.lua" "$url"
 awk -v a="$rps" -v b="$health" 'BEGIN { printf "ratio durable commands / health: %.0f %%\n", 100 * a / b }'
