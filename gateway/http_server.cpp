@@ -149,8 +149,16 @@ struct http_server::impl {
                                + std::to_string(settings.port) + ": " + ec.message());
   }
 
+  /// Each connection's executor: a strand when several threads run the io_context; with one
+  /// thread every handler is already serialized and a strand only costs a queue per handler.
+  asio::any_io_executor connection_executor() {
+    if (settings.threads > 1)
+      return asio::make_strand(ioc);
+    return ioc.get_executor();
+  }
+
   void accept() {
-    acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket sock) {
+    acceptor.async_accept(connection_executor(), [this](beast::error_code ec, tcp::socket sock) {
       if (ec == asio::error::operation_aborted || !acceptor.is_open())
         return;
       if (!ec) {
