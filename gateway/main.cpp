@@ -68,11 +68,9 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::kontor>();
   caf_cfg.set("scheduler.policy", caf::atom_from_string(cfg.scheduler_policy));
-  // 0 means one per core but one, leaving a core's worth for the HTTP I/O and journal threads
-  // (CAF's own default is at least 4, which oversubscribes small nodes).
-  auto threads = cfg.scheduler_threads > 0
-                   ? cfg.scheduler_threads
-                   : std::max(2u, std::thread::hardware_concurrency()) - 1;
+  // 0 means one per core (CAF's own default is at least 4, which oversubscribes small nodes).
+  auto threads = cfg.scheduler_threads > 0 ? cfg.scheduler_threads
+                                           : std::max(1u, std::thread::hardware_concurrency());
   caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(threads));
   caf::actor_system sys{caf_cfg};
 

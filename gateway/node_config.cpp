@@ -170,7 +170,7 @@ std::vector<option> options() {
      "shortest time between two batches to one read model (under load batches grow instead)",
      duration_setter(&node_config::projection_min_interval, 0)},
     {"scheduler-threads", std::to_string(d.scheduler_threads),
-     "actor scheduler threads (0: cores - 1, at least 1)",
+     "actor scheduler threads (0: one per core)",
      int_setter(&node_config::scheduler_threads, 0, 256)},
     {"scheduler-policy", d.scheduler_policy,
      "actor scheduler: stealing (work-stealing, workers poll) or sharing (one queue)",

@@ -36,7 +36,7 @@ struct node_config {
   std::chrono::milliseconds projection_idle_max{50};
   std::chrono::milliseconds projection_min_interval{20};
   // actors
-  unsigned scheduler_threads = 0; ///< 0: cores - 1, at least 1
+  unsigned scheduler_threads = 0; ///< 0: one per core
   std::string scheduler_policy = "sharing"; ///< CAF scheduler: sharing or stealing
   // domain
   std::int64_t max_limit = 1'000'000'000'000;
