@@ -35,6 +35,13 @@ caf::behavior proxy_actor(caf::stateful_actor<proxy_state>* self) {
     if (msg.source == self->state.instance.address())
       self->state.instance = nullptr;
   });
+  // An error message addressed to the proxy itself (CAF answers undeliverable async messages
+  // with one) would stop it under CAF's default error handler, and nothing restarts a proxy:
+  // the singleton would be unreachable for good. Log it and go on.
+  self->set_error_handler([=](caf::error& err) {
+    log(log_level::warn, "singleton",
+        "proxy ignored an error sent to it: " + self->home_system().render(err));
+  });
   self->set_default_handler([=](caf::scheduled_actor*, caf::message_view& x) -> caf::result<caf::message> {
     auto& st = self->state;
     auto promise = self->make_response_promise();

@@ -105,6 +105,9 @@ TEST_CASE("a singleton is restarted after a failure and its proxy parks messages
       return answer;
     };
     CHECK(ask() == 1);
+    // An error message sent to the proxy itself does not stop it.
+    caf::anon_send(proxy, caf::make_error(caf::sec::runtime_error, "stray error"));
+    CHECK(ask() == 1);
     self->send(proxy, crash_atom::value);
     // The host noticed the failure and is restarting (blocked in the factory): no instance now.
     REQUIRE(test::wait_until([&] { return starts == 2; }));
