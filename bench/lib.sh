@@ -77,14 +77,24 @@ node_counters() {
   echo "$ticks $switches"
 }
 
+# machine_counters: "<steal ticks> <all ticks>" of the whole machine (/proc/stat).
+machine_counters() {
+  awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t }' /proc/stat
+}
+
 # wrk_run LABEL CONNECTIONS SECONDS [wrk args...]: prints one line; sets $rps, $p50, $p99 and
-# $cpu_us/$switches (node CPU time and node context switches per request).
+# $cpu_us/$switches (node CPU time and node context switches per request) and $steal (% of the
+# machine's CPU time the hypervisor gave to others during the run: the VM's own noise).
 wrk_run() {
   local label=$1 connections=$2 seconds=$3; shift 3
-  local out before after requests
+  local out before after requests m_before m_after
   before=$(node_counters)
+  m_before=$(machine_counters)
   out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
   after=$(node_counters)
+  m_after=$(machine_counters)
+  steal=$(awk -v b="$m_before" -v a="$m_after" \
+    'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.0f", 100 * (y[1] - x[1]) / (y[2] - x[2]) }')
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
   read -r cpu_us switches < <(awk -v b="$before" -v a="$after" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
     'BEGIN { split(b, x, " "); split(a, y, " ");
@@ -94,6 +104,6 @@ wrk_run() {
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   local non2xx
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-32s %10s req/s   p50 %-8s p99 %-8s non-2xx %-4s node %4s us CPU, %4s switches per request\n' \
-    "$label" "$rps" "$p50" "$p99" "${non2xx:-0}" "$cpu_us" "$switches"
+  printf '%-32s %10s req/s   p50 %-8s p99 %-8s non-2xx %-4s node %4s us CPU, %4s switches per request, steal %s %%\n' \
+    "$label" "$rps" "$p50" "$p99" "${non2xx:-0}" "$cpu_us" "$switches" "$steal"
 }
