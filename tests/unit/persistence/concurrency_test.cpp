@@ -435,12 +435,7 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   // Cap the size of files this process may write (EFBIG instead of SIGXFSZ), so the data file
   // cannot grow: LMDB's commit fails like on a full disk.
   const auto data_file = tmp.journal_dir() / "data.mdb";
-  rlimit saved{};
-  REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
-  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
-  rlimit capped = saved;
-  capped.rlim_cur = std::filesystem::file_size(data_file);
-  REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  file_size_cap cap{std::filesystem::file_size(data_file)};
 
   // Two appends queued behind a blocker form one batch that needs ~1 MiB of new pages. The
   // latch outlives the blocker's callback: the results below come after it returned.
@@ -466,8 +461,7 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   std::vector<expected<append_result>> r;
   for (auto& f : results)
     r.push_back(f.get());
-  REQUIRE(::setrlimit(RLIMIT_FSIZE, &saved) == 0);
-  ::signal(SIGXFSZ, old_handler);
+  REQUIRE(cap.lift());
 
   for (auto& one : r) {
     CHECK(code_of(one) == errc::io_error);

@@ -501,12 +501,7 @@ TEST_CASE("an index that cannot be written holds no append up and catches up lat
   // Files may grow by 256 KiB more than the log is now: enough for the appends below, far too
   // little for the index (EFBIG instead of SIGXFSZ).
   const auto log_file = tmp.journal_dir() / "data.mdb";
-  rlimit saved{};
-  REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved) == 0);
-  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
-  rlimit capped = saved;
-  capped.rlim_cur = std::filesystem::file_size(log_file) + 256 * 1024;
-  REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  file_size_cap cap{std::filesystem::file_size(log_file) + 256 * 1024};
 
   // Appends and reads go on while the indexer fails: a few before and after each of its first
   // two failed index commits (the first comes an interval after the open, then every second).
@@ -528,8 +523,7 @@ TEST_CASE("an index that cannot be written holds no append up and catches up lat
     REQUIRE(wait_for_index_failures(*j, failures));
   }
   const auto watermark_while_capped = lmdb_index_watermark(*j);
-  REQUIRE(::setrlimit(RLIMIT_FSIZE, &saved) == 0);
-  ::signal(SIGXFSZ, old_handler);
+  REQUIRE(cap.lift());
 
   CHECK(failed_appends == 0);
   CHECK(appended > 10);

@@ -1,9 +1,6 @@
 // Preallocation of the journal's log file: zeros ahead of LMDB's used end, written beside the
 // commits, never over committed data, and out of the way when the disk refuses them.
 
-#include <signal.h>
-#include <sys/resource.h>
-
 #include "runtime/persistence/file_preallocator.hpp"
 #include "test_support.hpp"
 
@@ -40,22 +37,6 @@ void write_pages(const std::filesystem::path& p, std::size_t pages) {
     out << page;
   REQUIRE(out.good());
 }
-
-/// Lowers this process's soft file-size limit for the life of the object (the hard limit stays).
-class file_size_cap {
-public:
-  explicit file_size_cap(rlim_t bytes) {
-    REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved_) == 0);
-    ::signal(SIGXFSZ, SIG_IGN); // a refused write fails with EFBIG instead of killing us
-    rlimit capped = saved_;
-    capped.rlim_cur = bytes;
-    REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
-  }
-  ~file_size_cap() { ::setrlimit(RLIMIT_FSIZE, &saved_); }
-
-private:
-  rlimit saved_{};
-};
 
 } // namespace
 
@@ -147,4 +128,46 @@ TEST_CASE("a journal with preallocation grows its file ahead and reopens with ev
   REQUIRE(events);
   CHECK(events->size() == 21);
   CHECK(j->highest_sequence_nr("p9").value() == 21);
+}
+
+TEST_CASE("with preallocation refused, the journal's commits extend the file as before",
+          "[journal][preallocate]") {
+  temp_dir dir;
+  auto opts = options(dir.path());
+  opts.preallocate = 1 << 20;
+  opts.index_interval = 0ms;
+  auto data = dir.path() / "data.mdb";
+  auto j = open_ok(opts);
+  REQUIRE(j->append(make_append(0, "a", 1, {"first"})));
+  // The indexer has put the zeros in place (first wake after the append).
+  REQUIRE(eventually([&] { return size_of(data) >= (1u << 20); }));
+  sequence_nr seq = 1;
+  std::size_t refused = 0;
+  const auto cap_at = size_of(data) + 256 * 1024;
+  {
+    // Commits first use the zeros; the next top-up is refused at the cap; then commits extend
+    // the file themselves until it is full.
+    file_size_cap cap{cap_at};
+    for (int i = 0; i < 1000 && refused == 0; ++i) {
+      if (j->append(make_append(0, "a", seq + 1, {std::string(8000, 'p')})))
+        ++seq;
+      else
+        ++refused;
+    }
+    REQUIRE(cap.lift());
+  }
+  CHECK(refused == 1); // that append failed and wrote nothing
+  CHECK(size_of(data) <= cap_at);
+  CHECK(seq > 100); // the zeros and the space up to the cap were used
+  // Space is back: appends go on from the last acknowledged one, and everything reads back.
+  REQUIRE(j->append(make_append(0, "a", seq + 1, {"after"})));
+  auto events = j->replay("a", 1, 2000);
+  REQUIRE(events);
+  REQUIRE(events->size() == seq + 1);
+  CHECK(events->front().payload == "first");
+  CHECK(events->back().payload == "after");
+  std::size_t intact = 0;
+  for (std::size_t i = 1; i + 1 < events->size(); ++i)
+    intact += (*events)[i].payload == std::string(8000, 'p') ? 1 : 0;
+  CHECK(intact == seq - 1); // no zeros landed on data
 }

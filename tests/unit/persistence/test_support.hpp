@@ -1,7 +1,9 @@
 #pragma once
 
 #include <lmdb.h>
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include <catch2/catch.hpp>
 
@@ -144,6 +146,38 @@ inline void write_garbage(const std::filesystem::path& file, std::size_t size) {
   }
   REQUIRE(out.good());
 }
+
+/// Lowers this process's soft file-size limit (RLIMIT_FSIZE) to `bytes` until lift() or the end
+/// of the scope: a write past it fails with EFBIG, as on a full disk (SIGXFSZ is ignored
+/// meanwhile instead of killing the test).
+class file_size_cap {
+public:
+  explicit file_size_cap(std::uint64_t bytes) {
+    REQUIRE(::getrlimit(RLIMIT_FSIZE, &saved_) == 0);
+    old_handler_ = ::signal(SIGXFSZ, SIG_IGN);
+    rlimit capped = saved_;
+    capped.rlim_cur = static_cast<rlim_t>(bytes);
+    REQUIRE(::setrlimit(RLIMIT_FSIZE, &capped) == 0);
+  }
+  file_size_cap(const file_size_cap&) = delete;
+  file_size_cap& operator=(const file_size_cap&) = delete;
+  ~file_size_cap() { lift(); }
+
+  /// Restores the limit and the signal's handler; true when the limit could be restored.
+  bool lift() {
+    if (!active_)
+      return true;
+    active_ = false;
+    bool ok = ::setrlimit(RLIMIT_FSIZE, &saved_) == 0;
+    ::signal(SIGXFSZ, old_handler_);
+    return ok;
+  }
+
+private:
+  rlimit saved_{};
+  sighandler_t old_handler_ = SIG_DFL;
+  bool active_ = true;
+};
 
 /// Waits until the journal's index reaches `offset` (true) or `timeout` passes (false).
 inline bool wait_for_index(const journal& j, log_offset offset,
