@@ -38,6 +38,15 @@ void write_pages(const std::filesystem::path& p, std::size_t pages) {
   REQUIRE(out.good());
 }
 
+/// Journal options with `bytes` preallocated, and an indexer (which tops the file up) that
+/// wakes as soon as there is something to index.
+lmdb_options preallocating(const std::filesystem::path& dir, std::uint64_t bytes) {
+  auto opts = options(dir);
+  opts.preallocate = bytes;
+  opts.index_interval = 0ms;
+  return opts;
+}
+
 } // namespace
 
 TEST_CASE("the preallocator keeps zeros ahead of the used end and leaves the data alone",
@@ -99,9 +108,7 @@ TEST_CASE("a refused preallocation stops at the limit and reports why", "[journa
 TEST_CASE("a journal with preallocation grows its file ahead and reopens with every event",
           "[journal][preallocate]") {
   temp_dir dir;
-  auto opts = options(dir.path());
-  opts.preallocate = 4 << 20;
-  opts.index_interval = 0ms;
+  auto opts = preallocating(dir.path(), 4 << 20);
   auto data = dir.path() / "data.mdb";
   {
     auto j = open_ok(opts);
@@ -133,9 +140,7 @@ TEST_CASE("a journal with preallocation grows its file ahead and reopens with ev
 TEST_CASE("with preallocation refused, the journal's commits extend the file as before",
           "[journal][preallocate]") {
   temp_dir dir;
-  auto opts = options(dir.path());
-  opts.preallocate = 1 << 20;
-  opts.index_interval = 0ms;
+  auto opts = preallocating(dir.path(), 1 << 20);
   auto data = dir.path() / "data.mdb";
   auto j = open_ok(opts);
   REQUIRE(j->append(make_append(0, "a", 1, {"first"})));
