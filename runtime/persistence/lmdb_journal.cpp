@@ -727,6 +727,11 @@ private:
   /// error to report when either fails. `caller` names the operation in the message.
   std::optional<error> open_index_cursor(read_txn& txn, read_cursor& cursor,
                                          std::string_view caller) const;
+  /// Begins `txn` (a read transaction on the log env); the error to report when it fails.
+  std::optional<error> begin_log_read(read_txn& txn, std::string_view caller) const;
+  /// begin_log_read, then opens `cursor` on the log.
+  std::optional<error> open_log_cursor(read_txn& txn, read_cursor& cursor,
+                                       std::string_view caller) const;
   /// Reads the log from `from`: the records of `shard` (all when nullopt), at most `max` of
   /// them, examining at most `max_scan` entries.
   expected<log_page> scan_log(std::optional<shard_id> shard, log_offset from, std::size_t max,
@@ -1436,13 +1441,9 @@ lmdb_journal::read_for_index(log_offset from, log_offset to) const {
   std::vector<index_entry> out;
   out.reserve(static_cast<std::size_t>(to - from));
   read_txn txn{log_};
-  if (log_.broken.load())
-    return broken_error(log_);
-  if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(read for index)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.log))
-    return failure(rc, "mdb_cursor_open(log)");
+  if (auto err = open_log_cursor(txn, cursor, "read for index"))
+    return *err;
   offset_key start{from + 1};
   MDB_val k = start.val();
   MDB_val v;
@@ -1518,6 +1519,23 @@ std::optional<error> lmdb_journal::open_index_cursor(read_txn& txn, read_cursor&
     return index_failure(rc, "mdb_txn_begin(" + std::string(caller) + ")");
   if (int rc = cursor.open(txn.get(), index_dbi_))
     return index_failure(rc, "mdb_cursor_open(index)");
+  return std::nullopt;
+}
+
+std::optional<error> lmdb_journal::begin_log_read(read_txn& txn, std::string_view caller) const {
+  if (log_.broken.load())
+    return broken_error(log_);
+  if (int rc = txn.begin())
+    return failure(rc, "mdb_txn_begin(" + std::string(caller) + ")");
+  return std::nullopt;
+}
+
+std::optional<error> lmdb_journal::open_log_cursor(read_txn& txn, read_cursor& cursor,
+                                                   std::string_view caller) const {
+  if (auto err = begin_log_read(txn, caller))
+    return err;
+  if (int rc = cursor.open(txn.get(), dbs_.log))
+    return failure(rc, "mdb_cursor_open(log)");
   return std::nullopt;
 }
 
@@ -1598,10 +1616,8 @@ lmdb_journal::replay(const std::string& persistence_id, sequence_nr from, std::s
 
   // 3. The records, from the log.
   read_txn txn{log_};
-  if (log_.broken.load())
-    return broken_error(log_);
-  if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(replay)");
+  if (auto err = begin_log_read(txn, "replay"))
+    return *err;
   out.reserve(refs.size());
   for (const auto& ref : refs) {
     offset_key lk{ref.offset};
@@ -1652,10 +1668,8 @@ lmdb_journal::load_snapshot(const std::string& persistence_id) const {
                                                 + ": persistence id must be 1..255 bytes, is "
                                                 + std::to_string(persistence_id.size()));
   read_txn txn{log_};
-  if (log_.broken.load())
-    return broken_error(log_);
-  if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(load_snapshot)");
+  if (auto err = begin_log_read(txn, "load_snapshot"))
+    return *err;
   id_key key{persistence_id};
   MDB_val k = key.prefix_val();
   MDB_val v;
@@ -1693,13 +1707,9 @@ expected<log_page> lmdb_journal::scan_log(std::optional<shard_id> shard, log_off
   if (max == 0 || max_scan == 0)
     return page;
   read_txn txn{log_};
-  if (log_.broken.load())
-    return broken_error(log_);
-  if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(read_log)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.log))
-    return failure(rc, "mdb_cursor_open(log)");
+  if (auto err = open_log_cursor(txn, cursor, "read_log"))
+    return *err;
   offset_key start{page.next};
   MDB_val k = start.val();
   MDB_val v;
@@ -1733,13 +1743,9 @@ expected<log_page> lmdb_journal::scan_log(std::optional<shard_id> shard, log_off
 
 expected<log_offset> lmdb_journal::log_end() const {
   read_txn txn{log_};
-  if (log_.broken.load())
-    return broken_error(log_);
-  if (int rc = txn.begin())
-    return failure(rc, "mdb_txn_begin(log_end)");
   read_cursor cursor;
-  if (int rc = cursor.open(txn.get(), dbs_.log))
-    return failure(rc, "mdb_cursor_open(log)");
+  if (auto err = open_log_cursor(txn, cursor, "log_end"))
+    return *err;
   log_offset end = 0;
   if (int rc = find_log_end(cursor.get(), end))
     return failure(rc, "mdb_cursor_get(log)");
