@@ -64,7 +64,6 @@ std::string file_preallocator::top_up(std::uint64_t used_end, std::uint64_t max_
   if (size_.load() > used_end + headroom_ / 2)
     return {};
   std::uint64_t written = 0;
-  bool wrote = false;
   std::string refused;
   while (written < max_bytes) {
     std::lock_guard<std::mutex> lock{mtx_};
@@ -89,10 +88,9 @@ std::string file_preallocator::top_up(std::uint64_t used_end, std::uint64_t max_
     }
     size_ = end + static_cast<std::uint64_t>(n);
     written += static_cast<std::uint64_t>(n);
-    wrote = true;
   }
   // The new size and allocation are made durable here, not in the owner's next commit.
-  if (wrote && ::fdatasync(fd_) != 0 && refused.empty())
+  if (written > 0 && ::fdatasync(fd_) != 0 && refused.empty())
     refused = std::string("fdatasync: ") + std::strerror(errno);
   if (!refused.empty())
     paused_until_ = now + pause_after_refusal;

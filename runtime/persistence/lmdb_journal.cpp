@@ -770,6 +770,7 @@ private:
   /// Zeros ahead of the log file's used end (null: off); topped up by the indexer thread.
   std::unique_ptr<file_preallocator> prealloc_;
   std::atomic<std::uint64_t> log_used_end_{0}; ///< bytes of the log file LMDB uses; writer sets it
+  std::uint64_t log_page_size_ = 0;            ///< of the log env; fixed when the file was made
   /// Bytes of the log file LMDB uses as of its last commit.
   std::uint64_t log_file_used() const;
   /// At most how far `batch` can move the log file's used end (generous: LMDB's page overhead).
@@ -863,13 +864,20 @@ expected<std::unique_ptr<journal>> lmdb_journal::open(lmdb_options opts) {
   // Everything committed before this open is indexed now, so the tail starts empty.
   if (auto caught_up = j->catch_up_index(rebuilding); !caught_up)
     return std::move(caught_up).error();
-  j->log_used_end_ = j->log_file_used();
   if (opts.preallocate > 0) {
     std::string why_not;
-    j->prealloc_ = file_preallocator::open(dir / "data.mdb", opts.preallocate, why_not);
-    if (!j->prealloc_)
+    MDB_stat st;
+    if (int rc = mdb_env_stat(j->log_.env, &st))
+      why_not = mdb_strerror(rc);
+    else
+      j->prealloc_ = file_preallocator::open(dir / "data.mdb", opts.preallocate, why_not);
+    if (j->prealloc_) {
+      j->log_page_size_ = st.ms_psize;
+      j->log_used_end_ = j->log_file_used();
+    } else {
       kontor::log(log_level::info, log_component,
                   "journal: no preallocation of the log file (" + why_not + ")");
+    }
   }
   try {
     j->indexer_ = std::thread{[raw = j.get()] { raw->run_indexer(); }};
@@ -992,7 +1000,8 @@ void lmdb_journal::run_batch(std::vector<work>& batch) {
   // Readers find the batch's events in the tail (until the indexer has them) once its
   // callbacks run.
   if (attempt.committed) {
-    log_used_end_ = log_file_used();
+    if (prealloc_)
+      log_used_end_ = log_file_used();
     add_to_tail(batch, results);
   }
   // The observer runs before the callbacks, so whoever waits for the last append of a run
@@ -1347,10 +1356,9 @@ void lmdb_journal::run_indexer() {
 
 std::uint64_t lmdb_journal::log_file_used() const {
   MDB_envinfo info;
-  MDB_stat st;
-  if (mdb_env_info(log_.env, &info) != MDB_SUCCESS || mdb_env_stat(log_.env, &st) != MDB_SUCCESS)
+  if (mdb_env_info(log_.env, &info) != MDB_SUCCESS)
     return 0;
-  return (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * st.ms_psize;
+  return (static_cast<std::uint64_t>(info.me_last_pgno) + 1) * log_page_size_;
 }
 
 std::uint64_t lmdb_journal::growth_bound(const std::vector<work>& batch) {
