@@ -16,6 +16,10 @@ using shard_id = std::uint32_t;
 /// event is 1, 0 means "none yet".
 using log_offset = std::uint64_t;
 
+/// Position of an event in its shard's log (the shard's own dense positions 1, 2, 3, ...; the
+/// same on every node that holds the shard, across moves). 0 means "none yet".
+using shard_offset = std::uint64_t;
+
 /// Wall-clock milliseconds since the Unix epoch.
 using epoch_ms = std::int64_t;
 

@@ -16,4 +16,12 @@ expected<append_result> journal::append(append_request req) {
   return future.get();
 }
 
+expected<import_result> journal::import(shard_import batch) {
+  auto result = std::make_shared<std::promise<expected<import_result>>>();
+  auto future = result->get_future();
+  import_async(std::move(batch),
+               [result](expected<import_result> r) { result->set_value(std::move(r)); });
+  return future.get();
+}
+
 } // namespace kontor::persistence

@@ -33,15 +33,25 @@ struct stored_event {
   std::string persistence_id;
   sequence_nr seq = 0;
   shard_id shard = 0;
-  log_offset offset = 0;          ///< position in the journal's log (global, 1-based)
-  epoch_ms written_at = 0;
+  log_offset offset = 0;          ///< position in this node's log (global, 1-based, local)
+  epoch_ms written_at = 0;        ///< commit time of the append that wrote it (kept on import)
   std::string payload;
+  shard_offset shard_pos = 0;     ///< position in its shard's log (the same on every node)
+  bool append_end = true;         ///< the last event of its append (appends are atomic units)
 };
 
-/// A page of the log and where the next page starts.
+/// A page of the log and where the next page starts. Pages never split an append: a page holds
+/// whole appends only, so it may hold a few more events than asked for.
 struct log_page {
   std::vector<stored_event> events; ///< in offset order
   log_offset next = 1;              ///< pass as `from` to continue; > every offset examined
+};
+
+/// A page of one shard's log. Like log_page, it never splits an append.
+struct shard_page {
+  std::vector<stored_event> events; ///< in shard-position order
+  shard_offset next = 1;            ///< pass as `from` to continue
+  shard_offset end = 0;             ///< the shard's last position when the page was read
 };
 
 /// The latest snapshot of one persistence id: state as of `seq`.
@@ -51,19 +61,42 @@ struct snapshot {
   std::string payload;
 };
 
+/// Events of one shard copied from another node's journal (the catch-up stream), in shard
+/// order, with the snapshots of their ids. Importing is idempotent: events at positions the
+/// journal already holds are skipped, so a retried or overlapping stream is harmless.
+struct shard_import {
+  shard_id shard = 0;
+  /// Consecutive positions of `shard` (shard_pos, persistence_id, seq, written_at, append_end
+  /// and payload are kept; offset is assigned locally). The first may be at or below the
+  /// journal's end of the shard, but none may leave a gap after it.
+  std::vector<stored_event> events;
+  /// Written when newer than the journal's snapshot of the id and not ahead of its events.
+  std::vector<snapshot> snapshots;
+};
+
+/// What an import reports back.
+struct import_result {
+  shard_offset shard_end = 0;   ///< the journal's last position of the shard after the import
+  std::size_t imported = 0;     ///< events written (the others were already there)
+};
+
 /// Runs on the journal's writer thread once the append's batch is durable (fsynced) or failed,
 /// or at once on the caller's thread when the append is refused before queueing (closed).
 /// Must be quick; it may queue further appends (append_async) but must not block on them.
 using append_callback = std::function<void(expected<append_result>)>;
+
+/// Runs on the writer thread once an import is durable or failed (nothing of it written).
+using import_callback = std::function<void(expected<import_result>)>;
 
 /// Observes every group commit (for metrics): events and appends in the batch, commit+fsync time.
 using commit_observer =
   std::function<void(std::size_t appends, std::size_t events, std::chrono::nanoseconds commit_time)>;
 
 /// An event journal: per-id streams with atomic appends, all in one ordered log (journal order,
-/// offsets strictly increasing) that the read side polls. Every record carries its shard, so a
-/// shard's log is the log filtered by shard: what a later cluster issue streams between nodes
-/// (handoff, replicas). Every method is thread-safe. Reads see every append whose callback ran.
+/// offsets strictly increasing, local to this node). Every event also has a position in its
+/// shard's log, dense per shard and the same on every node that holds the shard: a shard's log
+/// is what moves between nodes (handoff, replicas) and what the cluster's read side follows.
+/// Every method is thread-safe. Reads see every append whose callback ran.
 class journal {
 public:
   virtual ~journal() = default;
@@ -86,14 +119,23 @@ public:
   /// The latest snapshot of `persistence_id`, if any.
   virtual expected<std::optional<snapshot>> load_snapshot(const std::string& persistence_id) const = 0;
 
-  /// Events with offset >= `from` in journal order, at most `max`.
+  /// Events with offset >= `from` in journal order: at most `max`, rounded up to the end of
+  /// the last append (0 reads nothing).
   virtual expected<log_page> read_log(log_offset from, std::size_t max) const = 0;
 
-  /// Events of one shard with offset >= `from`, in order, at most `max`. Examines at most
-  /// `max_scan` log entries (so a sparse shard cannot make one call unbounded); `next` says
-  /// where to continue.
-  virtual expected<log_page> read_shard_log(shard_id shard, log_offset from, std::size_t max,
-                                            std::size_t max_scan = 65536) const = 0;
+  /// Events of one shard with shard position >= `from`, in order: at most `max`, rounded up to
+  /// the end of the last append (0 reads nothing). Found through the shard index, so the cost
+  /// does not depend on other shards' events.
+  virtual expected<shard_page> read_shard_log(shard_id shard, shard_offset from,
+                                              std::size_t max) const = 0;
+
+  /// The last position of `shard` in this journal (0 when it holds none of its events).
+  virtual expected<shard_offset> shard_end(shard_id shard) const = 0;
+
+  /// Queues an import of another node's shard events (the catch-up stream's receiving end).
+  /// `done` runs exactly once: after the events are fsynced, or with an error (then nothing of
+  /// this import was written: a gap, a sequence that does not continue an id's stream, ...).
+  virtual void import_async(shard_import batch, import_callback done) = 0;
 
   /// The offset of the last event in the log (0 when empty).
   virtual expected<log_offset> log_end() const = 0;
@@ -103,6 +145,9 @@ public:
 
   /// Blocking append: queues and waits for the result. For tools and tests, not for actors.
   expected<append_result> append(append_request req);
+
+  /// Blocking import: queues and waits for the result. For tools and tests, not for actors.
+  expected<import_result> import(shard_import batch);
 };
 
 } // namespace kontor::persistence

@@ -14,7 +14,7 @@ namespace kontor::persistence {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, stored_event& x) {
   return f(caf::meta::type_name("stored_event"), x.persistence_id, x.seq, x.shard, x.offset,
-           x.written_at, x.payload);
+           x.written_at, x.payload, x.shard_pos, x.append_end);
 }
 
 } // namespace kontor::persistence

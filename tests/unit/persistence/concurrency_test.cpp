@@ -28,6 +28,7 @@
 using kontor::log_offset;
 using kontor::sequence_nr;
 using kontor::shard_id;
+using kontor::shard_offset;
 using kontor::shard_of;
 using namespace kontor::persistence;
 using namespace kontor::persistence::test;
@@ -123,16 +124,18 @@ TEST_CASE("group commit batches many concurrent writers", "[persistence][concurr
   std::map<log_offset, stored_event> from_shards;
   for (shard_id s = 0; s < shards; ++s) {
     log_offset previous = 0;
-    for (log_offset from = 1; from <= total;) {
-      auto page = j->read_shard_log(s, from, 500, 1000).value();
+    const shard_offset end = j->shard_end(s).value();
+    for (shard_offset from = 1; from <= end;) {
+      auto page = j->read_shard_log(s, from, 500).value();
       REQUIRE(page.next > from);
       for (auto& e : page.events) {
         CHECK(e.shard == s);
+        CHECK(e.shard_pos == from++);
         CHECK(e.offset > previous);
         previous = e.offset;
         CHECK(from_shards.emplace(e.offset, std::move(e)).second);
       }
-      from = page.next;
+      REQUIRE(from == page.next);
     }
   }
   REQUIRE(from_shards.size() == log.size());

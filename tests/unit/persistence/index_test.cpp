@@ -31,6 +31,7 @@
 using kontor::log_offset;
 using kontor::sequence_nr;
 using kontor::shard_id;
+using kontor::shard_offset;
 using kontor::shard_of;
 using namespace kontor::persistence;
 using namespace kontor::persistence::test;

@@ -16,6 +16,7 @@
 using kontor::log_offset;
 using kontor::sequence_nr;
 using kontor::shard_id;
+using kontor::shard_offset;
 using namespace kontor::persistence;
 using namespace kontor::persistence::test;
 
@@ -239,21 +240,36 @@ TEST_CASE("the log is dense from 1 across all shards, in commit order", "[persis
   CHECK(p[2].offset == 5);
   CHECK(p[2].shard == 1);
 
-  // The log is read in pages: each continues at the previous page's `next`.
+  // Each event knows its position in its shard's log (dense per shard) and whether it ends its
+  // append.
+  const std::vector<shard_offset> positions{1, 2, 1, 3, 4, 2, 3};
+  const std::vector<bool> ends{false, true, true, true, true, false, true};
+  for (std::size_t i = 0; i < log.events.size(); ++i) {
+    CHECK(log.events[i].shard_pos == positions[i]);
+    CHECK(log.events[i].append_end == ends[i]);
+  }
+
+  // The log is read in pages: each continues at the previous page's `next`, and never ends
+  // inside an append (so a page may hold the rest of its last append beyond `max`).
   std::vector<stored_event> paged;
   std::size_t pages = 0;
   for (log_offset from = 0; from <= 7; ++pages) {
     auto page = j->read_log(from, 3).value();
-    REQUIRE(page.events.size() <= 3);
+    REQUIRE(!page.events.empty());
+    REQUIRE(page.events.back().append_end);
     REQUIRE(page.next > from);
     paged.insert(paged.end(), page.events.begin(), page.events.end());
     from = page.next;
   }
-  CHECK(pages == 3);
+  CHECK(pages == 2);
   CHECK(payloads(paged) == payloads(log.events));
+  CHECK(payloads(j->read_log(1, 1).value().events) == std::vector<std::string>{"p1", "p2"});
   auto middle = j->read_log(3, 2).value();
   CHECK(payloads(middle.events) == std::vector<std::string>{"q1", "r1"});
   CHECK(middle.next == 5);
+  auto split = j->read_log(5, 2).value();
+  CHECK(payloads(split.events) == std::vector<std::string>{"p3", "q2", "q3"});
+  CHECK(split.next == 8);
   auto past = j->read_log(8, 100).value();
   CHECK(past.events.empty());
   CHECK(past.next == 8);
@@ -261,7 +277,7 @@ TEST_CASE("the log is dense from 1 across all shards, in commit order", "[persis
   CHECK(none.events.empty());
   CHECK(none.next == 2);
 
-  // A shard's log is the log filtered by shard: global offsets, gaps where other shards wrote.
+  // A shard's log, by shard position: the shard's events only, in order, with global offsets.
   auto log1 = j->read_shard_log(1, 1, 100).value();
   CHECK(payloads(log1.events) == std::vector<std::string>{"p1", "p2", "r1", "p3"});
   std::vector<log_offset> offsets;
@@ -270,46 +286,57 @@ TEST_CASE("the log is dense from 1 across all shards, in commit order", "[persis
     offsets.push_back(e.offset);
   }
   CHECK(offsets == std::vector<log_offset>{1, 2, 4, 5});
-  CHECK(log1.next == 8); // examined up to the end of the log
+  CHECK(log1.next == 5);
+  CHECK(log1.end == 4);
   CHECK(payloads(j->read_shard_log(1, 3, 100).value().events)
         == std::vector<std::string>{"r1", "p3"});
   auto at_max = j->read_shard_log(1, 2, 2).value();
   CHECK(payloads(at_max.events) == std::vector<std::string>{"p2", "r1"});
-  CHECK(at_max.next == 5); // right after the last one returned
+  CHECK(at_max.next == 4); // right after the last one returned
+  auto whole_append = j->read_shard_log(1, 1, 1).value(); // p1 and p2 are one append
+  CHECK(payloads(whole_append.events) == std::vector<std::string>{"p1", "p2"});
+  CHECK(whole_append.next == 3);
   CHECK(payloads(j->read_shard_log(0, 0, 100).value().events)
         == std::vector<std::string>{"q1", "q2", "q3"});
-  auto tail = j->read_shard_log(1, 6, 100).value();
+  CHECK(payloads(j->read_shard_log(0, 2, 1).value().events)
+        == std::vector<std::string>{"q2", "q3"});
+  auto tail = j->read_shard_log(1, 5, 100).value();
   CHECK(tail.events.empty());
-  CHECK(tail.next == 8);
+  CHECK(tail.next == 5);
+  CHECK(tail.end == 4);
   auto unused = j->read_shard_log(2, 1, 100).value();
   CHECK(unused.events.empty());
-  CHECK(unused.next == 8);
+  CHECK(unused.end == 0);
   auto zero = j->read_shard_log(1, 1, 0).value();
   CHECK(zero.events.empty());
   CHECK(zero.next == 1);
-  // max_scan bounds the entries examined, matching or not.
-  auto scan2 = j->read_shard_log(0, 1, 100, 2).value();
-  CHECK(scan2.events.empty());
-  CHECK(scan2.next == 3);
-  auto scan3 = j->read_shard_log(0, scan2.next, 100, 2).value();
-  CHECK(payloads(scan3.events) == std::vector<std::string>{"q1"});
-  CHECK(scan3.next == 5);
-  CHECK(j->read_shard_log(0, 1, 100, 0).value().next == 1);
+  CHECK(j->shard_end(0).value() == 3);
+  CHECK(j->shard_end(1).value() == 4);
+  CHECK(j->shard_end(2).value() == 0);
+  CHECK(code_of(j->shard_end(3)) == errc::invalid_argument);
 
-  // The reopened journal continues the log where it ended.
-  CHECK(j->append(make_append(2, "s", 1, {"s1"})).value().last_offset == 8);
-  CHECK(j->log_end().value() == 8);
+  // The reopened journal continues the log and the shards where they ended.
+  auto s1 = j->append(make_append(2, "s", 1, {"s1"})).value();
+  CHECK(s1.last_offset == 8);
+  CHECK(j->append(make_append(1, "r", 2, {"r2"})).value().last_offset == 9);
+  CHECK(j->log_end().value() == 9);
   CHECK(payloads(j->read_shard_log(2, 1, 100).value().events) == std::vector<std::string>{"s1"});
+  auto r2 = j->read_shard_log(1, 5, 100).value();
+  REQUIRE(r2.events.size() == 1);
+  CHECK(r2.events[0].shard_pos == 5);
+  CHECK(r2.events[0].payload == "r2");
 }
 
-TEST_CASE("paging a sparse shard with a small max_scan returns each of its events once",
+TEST_CASE("a shard's log is read through its index: every event once, in position order",
           "[persistence]") {
   constexpr std::uint32_t shards = 3;
   constexpr shard_id sparse = 2;
   temp_dir tmp;
-  auto j = open_ok(options(tmp.journal_dir(), shards));
+  auto opts = options(tmp.journal_dir(), shards);
+  opts.index_interval = std::chrono::milliseconds{0};
+  auto j = open_ok(opts);
   // 400 appends, mostly to shards 0 and 1; every 37th goes to the sparse shard, some of those
-  // with several events (several offsets per append).
+  // with several events.
   std::vector<append_request> reqs;
   std::map<std::string, sequence_nr> next_seq;
   for (int i = 1; i <= 400; ++i) {
@@ -328,51 +355,42 @@ TEST_CASE("paging a sparse shard with a small max_scan returns each of its event
   for (auto& r : append_all(*j, std::move(reqs)))
     REQUIRE(r.has_value());
 
-  std::vector<stored_event> expected_events;
-  for (auto& e : whole_log(*j))
-    if (e.shard == sparse)
-      expected_events.push_back(std::move(e));
-  REQUIRE(expected_events.size() > 10);
-  const log_offset end = j->log_end().value();
+  // Read while some events are in the index and some only in memory, then after a reopen
+  // (all indexed).
+  for (int round = 0; round < 2; ++round) {
+    std::vector<stored_event> expected_events;
+    for (auto& e : whole_log(*j))
+      if (e.shard == sparse)
+        expected_events.push_back(std::move(e));
+    REQUIRE(expected_events.size() > 10);
+    const shard_offset end = j->shard_end(sparse).value();
+    CHECK(end == expected_events.size());
 
-  constexpr std::size_t max = 2;
-  constexpr std::size_t max_scan = 5;
-  std::vector<stored_event> got;
-  std::size_t empty_pages = 0;
-  std::size_t calls = 0;
-  for (log_offset from = 1; from <= end; ++calls) {
-    REQUIRE(calls <= end); // every call makes progress
-    auto page = j->read_shard_log(sparse, from, max, max_scan).value();
-    REQUIRE(page.events.size() <= max);
-    REQUIRE(page.next > from);
-    REQUIRE(page.next - from <= max_scan); // offsets are dense: examined = next - from
-    for (const auto& e : page.events) {
-      CHECK(e.shard == sparse);
-      CHECK(e.offset >= from);
-      CHECK(e.offset < page.next);
+    constexpr std::size_t max = 2;
+    std::vector<stored_event> got;
+    std::size_t calls = 0;
+    for (shard_offset from = 1; from <= end; ++calls) {
+      REQUIRE(calls <= end); // every call makes progress
+      auto page = j->read_shard_log(sparse, from, max).value();
+      REQUIRE(!page.events.empty());
+      REQUIRE(page.events.back().append_end);
+      REQUIRE(page.next == from + page.events.size());
+      for (const auto& e : page.events)
+        CHECK(e.shard == sparse);
+      got.insert(got.end(), page.events.begin(), page.events.end());
+      from = page.next;
     }
-    if (page.events.empty())
-      ++empty_pages;
-    got.insert(got.end(), page.events.begin(), page.events.end());
-    from = page.next;
-  }
-  CHECK(empty_pages > 0); // scans through other shards' entries stopped at max_scan
-  REQUIRE(got.size() == expected_events.size());
-  for (std::size_t i = 0; i < got.size(); ++i) {
-    CHECK(got[i].offset == expected_events[i].offset);
-    CHECK(got[i].persistence_id == expected_events[i].persistence_id);
-    CHECK(got[i].seq == expected_events[i].seq);
-    CHECK(got[i].payload == expected_events[i].payload);
-  }
-  // And each sparse id's events are complete and in seq order.
-  for (const auto& [id, high] : next_seq) {
-    if (id.rfind("sparse-", 0) != 0)
-      continue;
-    sequence_nr seen = 0;
-    for (const auto& e : got)
-      if (e.persistence_id == id)
-        CHECK(e.seq == ++seen);
-    CHECK(seen == high);
+    REQUIRE(got.size() == expected_events.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+      CHECK(got[i].shard_pos == i + 1);
+      CHECK(got[i].offset == expected_events[i].offset);
+      CHECK(got[i].persistence_id == expected_events[i].persistence_id);
+      CHECK(got[i].seq == expected_events[i].seq);
+      CHECK(got[i].payload == expected_events[i].payload);
+      CHECK(got[i].append_end == expected_events[i].append_end);
+    }
+    j.reset();
+    j = open_ok(opts);
   }
 }
 
