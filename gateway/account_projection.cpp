@@ -22,9 +22,22 @@ account::country_totals decode_totals(std::string_view s) {
           static_cast<std::int64_t>(from_be64(s.substr(8, 8)))};
 }
 
+/// The feed's key: [shard u32 BE][position u64 BE].
+std::string feed_key(shard_id shard, shard_offset pos) {
+  return to_be64(shard).substr(4) + to_be64(pos);
+}
+
+/// The feed's value: [written_at i64 BE][append end u8][event bytes].
+std::string feed_value(const persistence::stored_event& ev) {
+  std::string out = to_be64(static_cast<std::uint64_t>(ev.written_at));
+  out.push_back(ev.append_end ? '\1' : '\0');
+  out += ev.payload;
+  return out;
+}
+
 class handler final : public projection::projection_handler {
 public:
-  std::string format() const override { return "accounts/1"; }
+  std::string format() const override { return "accounts/2"; }
 
   std::vector<std::string> tables() const override { return {"accounts", "countries", "log"}; }
 
@@ -56,7 +69,7 @@ public:
       account::apply(totals, d);
       txn.put(countries, d.country, encode(totals));
     }
-    txn.append(global_log, to_be64(stored.offset), stored.payload);
+    txn.put(global_log, feed_key(stored.shard, stored.shard_pos), feed_value(stored));
   }
 };
 
@@ -96,20 +109,63 @@ account_queries::countries() const {
   return out;
 }
 
-persistence::expected<std::vector<std::pair<log_offset, account::pb::Event>>>
-account_queries::events(log_offset from, std::size_t limit) const {
-  std::vector<std::pair<log_offset, account::pb::Event>> out;
+persistence::expected<feed_page> account_queries::events(const std::vector<shard_offset>& after,
+                                                         std::size_t limit) const {
+  /// One stored feed entry, read ahead per shard.
+  struct entry {
+    epoch_ms at = 0;
+    shard_id shard = 0;
+    shard_offset pos = 0;
+    bool append_end = true;
+    std::string bytes;
+  };
+  feed_page out;
+  out.next = after;
+  std::vector<std::vector<entry>> heads(after.size());
   auto r = store_.read([&](const persistence::store_reader& txn) {
-    txn.scan(global_log, to_be64(from), [&](std::string_view key, std::string_view value) {
-      if (out.size() >= limit)
-        return false;
-      if (auto ev = account::parse_event(value))
-        out.emplace_back(from_be64(key), std::move(*ev));
-      return true;
-    });
+    // Per shard, up to `limit` entries after its position (then on to the end of an append).
+    for (std::size_t s = 0; s < after.size(); ++s) {
+      const auto shard = static_cast<shard_id>(s);
+      const std::string prefix = feed_key(shard, 0).substr(0, 4);
+      txn.scan(global_log, feed_key(shard, after[s] + 1), [&](std::string_view key, std::string_view value) {
+        if (key.size() != 12 || key.substr(0, 4) != prefix || value.size() < 9)
+          return false;
+        auto& v = heads[s];
+        if (v.size() >= limit && v.back().append_end)
+          return false;
+        v.push_back(entry{static_cast<epoch_ms>(from_be64(value.substr(0, 8))), shard,
+                          from_be64(key.substr(4, 8)), value[8] != 0, std::string(value.substr(9))});
+        return true;
+      });
+    }
   });
   if (!r)
     return r.error();
+  // Merge by (write time, shard, position): each shard's events stay in order, an append's
+  // events stay together (one write time, one shard, consecutive positions), and a node with
+  // the same events gives the same page.
+  std::vector<std::size_t> at(heads.size(), 0);
+  for (;;) {
+    std::optional<std::size_t> best;
+    for (std::size_t s = 0; s < heads.size(); ++s) {
+      if (at[s] >= heads[s].size())
+        continue;
+      const auto& e = heads[s][at[s]];
+      if (!best)
+        best = s;
+      else if (const auto& b = heads[*best][at[*best]]; e.at < b.at)
+        best = s;
+    }
+    if (!best)
+      break;
+    const auto& e = heads[*best][at[*best]++];
+    auto ev = account::parse_event(e.bytes);
+    if (ev)
+      out.events.push_back(feed_entry{e.shard, e.pos, std::move(*ev)});
+    out.next[e.shard] = e.pos;
+    if (out.events.size() >= limit && e.append_end)
+      break;
+  }
   return out;
 }
 

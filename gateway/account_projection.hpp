@@ -18,6 +18,19 @@ namespace kontor::gateway {
 /// maintained from journal events by the domain's pure projections.
 std::shared_ptr<projection::projection_handler> account_projection();
 
+/// One event of the feed and where it is in its shard's log.
+struct feed_entry {
+  shard_id shard = 0;
+  shard_offset position = 0;
+  account::pb::Event event;
+};
+
+/// A page of the feed and, per shard, the last position it covers (the next page's `after`).
+struct feed_page {
+  std::vector<feed_entry> events;
+  std::vector<shard_offset> next;
+};
+
 /// Queries on the accounts read model (read transactions, any thread).
 class account_queries {
 public:
@@ -29,9 +42,10 @@ public:
   /// Totals per country, sorted by country code.
   persistence::expected<std::map<std::string, account::country_totals>> countries() const;
 
-  /// Global log entries with offset >= from, at most `limit`.
-  persistence::expected<std::vector<std::pair<log_offset, account::pb::Event>>>
-  events(log_offset from, std::size_t limit) const;
+  /// The feed after `after` (per shard, the last position already delivered): at most `limit`
+  /// events (rounded up to whole appends), ordered by write time, then shard, then position.
+  persistence::expected<feed_page> events(const std::vector<shard_offset>& after,
+                                          std::size_t limit) const;
 
 private:
   const persistence::lmdb_store& store_;

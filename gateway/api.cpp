@@ -7,6 +7,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "gateway/json_mapping.hpp"
+#include "runtime/projection/feed_cursor.hpp"
 
 namespace json = boost::json;
 
@@ -433,24 +434,39 @@ http_response api::read_model_query(const std::string& what, std::string_view id
                                   {"combinedLimit", t.combined_limit}};
     return with_offset(json_response(200, json::serialize(out)));
   }
+  // The feed: from the beginning (no `after`, or from=0), or after a cursor it gave.
   std::optional<http_response> bad;
-  auto from = positive_param(query, "from", bad);
   auto limit = positive_param(query, "limit", bad);
   if (bad)
     return std::move(*bad);
-  auto events = ctx_.reads->events(from.value_or(1),
-                                   std::min<std::size_t>(limit.value_or(default_events_page),
-                                                         max_events_page));
-  if (!events)
-    return unavailable("read_model_unavailable", events.error().message);
+  if (auto from = query_param(query, "from"); from && *from != "0")
+    return error_response(400, "invalid_parameter",
+                          "from: only 0 (the beginning) is accepted; continue with after=<next> "
+                          "from the previous page",
+                          "from");
+  std::vector<shard_offset> after(ctx_.number_of_shards, 0);
+  if (auto token = query_param(query, "after"); token && !token->empty()) {
+    auto decoded = projection::decode_feed_cursor(*token, ctx_.number_of_shards);
+    if (!decoded)
+      return error_response(400, "invalid_parameter",
+                            "after must be a cursor this API returned as `next`", "after");
+    after = std::move(*decoded);
+  }
+  auto page = ctx_.reads->events(after, std::min<std::size_t>(limit.value_or(default_events_page),
+                                                              max_events_page));
+  if (!page)
+    return unavailable("read_model_unavailable", page.error().message);
   json::array out;
-  for (const auto& [off, ev] : *events) {
-    auto entry = event_to_log_json(ev);
-    entry["offset"] = off;
-    entry["accountId"] = ev.account_id();
+  for (const auto& e : page->events) {
+    auto entry = event_to_log_json(e.event);
+    entry["shard"] = e.shard;
+    entry["position"] = e.position;
+    entry["accountId"] = e.event.account_id();
     out.push_back(std::move(entry));
   }
-  return with_offset(json_response(200, json::serialize(out)));
+  return with_offset(json_response(
+    200, json::serialize(json::object{{"events", std::move(out)},
+                                      {"next", projection::encode_feed_cursor(page->next)}})));
 }
 
 void api::events_query(std::string id, std::uint64_t from, std::size_t limit,

@@ -23,9 +23,10 @@ struct api_context {
   const account::rules* rules = nullptr;
   const std::atomic<bool>* ready = nullptr;    ///< readiness of the node
   const account_queries* reads = nullptr;      ///< the read model (eventually consistent)
-  const projection::read_model_stats* projection = nullptr; ///< its offset
+  const projection::read_model_stats* projection = nullptr; ///< events it has applied
   metrics_registry* metrics = nullptr;         ///< GET /metrics, request counters
   std::string node_name;
+  std::uint32_t number_of_shards = 64;          ///< for the feed's cursors
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with

@@ -22,9 +22,10 @@
 #include "runtime/persistence/lmdb_journal.hpp"
 #include "runtime/projection/poller.hpp"
 #include "runtime/projection/read_model.hpp"
-#include "runtime/sharding/messages.hpp"
+#include "runtime/message_types.hpp"
 #include "runtime/sharding/shard_region.hpp"
 #include "runtime/singleton/singleton_manager.hpp"
+#include "runtime/stream/log_server.hpp"
 
 using namespace kontor;
 
@@ -66,7 +67,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   auto* jrnl = journal->get();
 
   caf::actor_system_config caf_cfg;
-  caf_cfg.add_message_types<caf::id_block::kontor>();
+  add_message_types(caf_cfg);
   caf_cfg.set("scheduler.policy", caf::atom_from_string(cfg.scheduler_policy));
   // 0 means one per core (CAF's own default is at least 4, which oversubscribes small nodes).
   auto threads = cfg.scheduler_threads > 0 ? cfg.scheduler_threads
@@ -88,13 +89,23 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   auto region = sharding::spawn_shard_region(sys, rs);
   gateway::bridge entities{sys, region, cfg.command_timeout};
 
+  // This node's shard logs, for the read side's poller (and, in a cluster, for other nodes).
+  auto log_server = stream::spawn_log_server(sys, jrnl);
+
   // Read side: the poller runs as a cluster singleton; this node's read model subscribes to it.
   singleton::singleton_manager singletons{sys};
   std::unique_ptr<projection::read_model> read_model;
   std::unique_ptr<gateway::account_queries> read_queries;
+  auto stop_early = [&] {
+    singletons.stop_all();
+    caf::anon_send_exit(log_server, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+  };
   if (cfg.read_side) {
     projection::poller_settings ps;
-    ps.journal = jrnl;
+    // One node holds every shard.
+    ps.locate = [log_server](shard_id) { return log_server; };
     ps.batch_size = cfg.projection_batch;
     ps.idle_min = cfg.projection_idle_min;
     ps.idle_max = cfg.projection_idle_max;
@@ -104,6 +115,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     });
     projection::read_model_settings rms;
     rms.dir = std::filesystem::path(cfg.data_dir) / "read";
+    rms.number_of_shards = cfg.number_of_shards;
     rms.handler = gateway::account_projection();
     rms.stats->lag_seconds = &metrics.histogram(
       "kontor_projection_lag_seconds", "time from journal commit to read-model commit, per event",
@@ -111,22 +123,30 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     auto opened = projection::read_model::open(sys, rms);
     if (!opened) {
       log(log_level::error, component, "cannot open the read model: " + opened.error().message);
-      singletons.stop_all();
-      caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
-      caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+      stop_early();
       return 1;
     }
     read_model = std::move(*opened);
     read_model->subscribe(poller);
     read_queries = std::make_unique<gateway::account_queries>(read_model->store());
     auto* rm = read_model.get();
-    metrics.gauge("kontor_projection_offset", "journal offset the read model has applied",
+    metrics.gauge("kontor_projection_offset", "events the read model has applied (all shards)",
                   [rm] { return static_cast<double>(rm->stats().applied.load()); });
-    metrics.gauge("kontor_projection_lag_events", "journal events not yet in the read model",
+    metrics.gauge("kontor_projection_lag_events", "events not yet in the read model",
                   [rm, jrnl] {
-                    auto end = jrnl->log_end();
-                    auto applied = rm->stats().applied.load();
-                    return end && *end > applied ? static_cast<double>(*end - applied) : 0.0;
+                    // Per shard: the newest end known (this node's journal, or the poller's
+                    // report from the shard's owner) minus what the read model applied.
+                    auto applied = rm->stats().applied_by_shard();
+                    auto ends = rm->stats().known_ends();
+                    double behind = 0;
+                    for (std::size_t s = 0; s < applied.size(); ++s) {
+                      auto end = s < ends.size() ? ends[s] : 0;
+                      if (auto local = jrnl->shard_end(static_cast<shard_id>(s)))
+                        end = std::max(end, *local);
+                      if (end > applied[s])
+                        behind += static_cast<double>(end - applied[s]);
+                    }
+                    return behind;
                   });
     metrics.gauge("kontor_projection_lag_ms", "lag of the last event the read model applied",
                   [rm] { return static_cast<double>(rm->stats().lag_ms.load()); });
@@ -147,12 +167,14 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   std::atomic<bool> ready{false};
   auto queries = std::make_unique<gateway::query_pool>(1, 256);
   gateway::api api{{&entities, jrnl, queries.get(), &rules, &ready, read_queries.get(),
-                    read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name}};
+                    read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name,
+                    cfg.number_of_shards}};
 
   auto stop_actors = [&] {
     singletons.stop_all();
     if (read_model)
       caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(log_server, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
     sys.await_all_actors_done();

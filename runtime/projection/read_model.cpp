@@ -1,6 +1,7 @@
 #include "runtime/projection/read_model.hpp"
 
 #include <chrono>
+#include <numeric>
 
 #include <caf/all.hpp>
 
@@ -16,16 +17,42 @@ using resubscribe_atom = caf::atom_constant<caf::atom("prj_resub")>;
 
 constexpr const char* component = "read-model";
 constexpr const char* format_key = "format";
-constexpr const char* offset_key = "offset"; // next offset to apply, 8 bytes big-endian
+constexpr const char* positions_key = "positions"; // next position per shard, 8 bytes BE each
 
 epoch_ms now_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-/// The full format tag: the runtime's own layout plus the handler's.
-std::string format_of(const projection_handler& h) {
-  return "kontor-read-model/1+" + h.format();
+/// The full format tag: the runtime's own layout (with the shard count) plus the handler's.
+std::string format_of(const projection_handler& h, std::uint32_t shards) {
+  return "kontor-read-model/2:" + std::to_string(shards) + "+" + h.format();
+}
+
+std::string encode(const std::vector<shard_offset>& next) {
+  std::string out;
+  out.reserve(next.size() * 8);
+  for (auto p : next)
+    out += to_be64(p);
+  return out;
+}
+
+/// The stored positions, if they are well-formed for `shards` shards.
+std::optional<std::vector<shard_offset>> decode(std::string_view bytes, std::uint32_t shards) {
+  if (bytes.size() != std::size_t{shards} * 8)
+    return std::nullopt;
+  std::vector<shard_offset> out(shards);
+  for (std::uint32_t s = 0; s < shards; ++s) {
+    out[s] = from_be64(bytes.substr(std::size_t{s} * 8, 8));
+    if (out[s] == 0)
+      return std::nullopt;
+  }
+  return out;
+}
+
+std::uint64_t applied_total(const std::vector<shard_offset>& next) {
+  return std::accumulate(next.begin(), next.end(), std::uint64_t{0},
+                         [](std::uint64_t sum, shard_offset p) { return sum + (p - 1); });
 }
 
 struct model_state {
@@ -33,84 +60,141 @@ struct model_state {
   std::shared_ptr<projection_handler> handler;
   std::shared_ptr<read_model_stats> stats;
   persistence::table_id meta = 0;
+  std::vector<shard_offset> next;   ///< per shard, the next position to apply (durable)
+  std::vector<shard_offset> ends;   ///< per shard, the highest end the poller reported
   caf::actor poller;
   std::chrono::milliseconds resubscribe_after{0};
   std::chrono::steady_clock::time_point last_batch;
   std::chrono::steady_clock::time_point last_progress_log;
   bool catching_up = false;
+  std::uint64_t failures = 0;  ///< failed commits in a row
+  std::chrono::steady_clock::time_point last_failure_log;
   static inline const char* name = "kontor.read_model";
 };
 
 using self_ptr = caf::stateful_actor<model_state>*;
 
+shard_positions positions(self_ptr self) {
+  return shard_positions{self->state.next};
+}
+
 void send_subscribe(self_ptr self) {
   auto& st = self->state;
   if (st.poller)
-    self->send(st.poller, subscribe_atom::value, caf::actor_cast<caf::actor>(self),
-               st.stats->applied.load() + 1);
+    self->send(st.poller, subscribe_atom::value, caf::actor_cast<caf::actor>(self), positions(self));
 }
 
-/// Logs rebuild progress every few seconds while far behind the journal.
+/// Logs rebuild progress every few seconds while far behind.
 void log_progress(self_ptr self) {
   auto& st = self->state;
-  auto applied = st.stats->applied.load();
-  auto end = st.stats->log_end.load();
-  auto behind = end > applied ? end - applied : 0;
+  std::uint64_t behind = 0;
+  std::uint64_t known = 0;
+  for (std::size_t s = 0; s < st.next.size(); ++s) {
+    known += st.ends[s];
+    if (st.ends[s] >= st.next[s])
+      behind += st.ends[s] - st.next[s] + 1;
+  }
+  const auto applied = applied_total(st.next);
   auto now = std::chrono::steady_clock::now();
   if (behind > 10000 && now - st.last_progress_log > std::chrono::seconds(2)) {
     st.catching_up = true;
     st.last_progress_log = now;
     log(log_level::info, component,
-        st.store->dir().string() + ": catching up, offset " + std::to_string(applied) + " of "
-          + std::to_string(end) + " (" + std::to_string(applied * 100 / std::max<log_offset>(end, 1))
+        st.store->dir().string() + ": catching up, " + std::to_string(applied) + " of "
+          + std::to_string(known) + " events (" + std::to_string(applied * 100 / std::max<std::uint64_t>(known, 1))
           + " %)");
   } else if (behind == 0 && st.catching_up) {
     st.catching_up = false;
     log(log_level::info, component,
-        st.store->dir().string() + ": caught up at offset " + std::to_string(applied));
+        st.store->dir().string() + ": caught up at " + std::to_string(applied) + " events");
   }
+}
+
+/// Stores the batch's new events and the positions after them in one transaction.
+caf::result<applied_atom, shard_positions> apply_batch(self_ptr self, event_batch& batch) {
+  auto& st = self->state;
+  st.last_batch = std::chrono::steady_clock::now();
+  for (const auto& g : batch.shards)
+    if (g.shard < st.ends.size())
+      st.ends[g.shard] = std::max(st.ends[g.shard], g.end);
+  std::vector<shard_offset> after;
+  std::vector<epoch_ms> applied_at; // write times of the events applied, for lag
+  auto written = st.store->write([&](persistence::store_writer& txn) {
+    // This may run twice (when the map grows): start from the durable positions each time.
+    after = st.next;
+    applied_at.clear();
+    for (const auto& g : batch.shards) {
+      if (g.shard >= after.size())
+        continue;
+      auto& next = after[g.shard];
+      for (const auto& ev : g.events) {
+        if (ev.shard != g.shard || ev.shard_pos < next)
+          continue; // applied before (redelivery)
+        if (ev.shard_pos > next) {
+          log(log_level::warn, component,
+              "shard " + std::to_string(g.shard) + ": position " + std::to_string(ev.shard_pos)
+                + " arrived while " + std::to_string(next)
+                + " is next; the rest of that shard's page is read again");
+          break;
+        }
+        st.handler->apply(txn, ev);
+        next = ev.shard_pos + 1;
+        applied_at.push_back(ev.written_at);
+      }
+    }
+    txn.put(st.meta, positions_key, encode(after));
+  });
+  if (!written) {
+    // Nothing of the batch is stored: answer with the durable positions, so the poller reads
+    // the same events again.
+    // A lasting failure (a full disk) is retried every few ms: log it every 10 s, not each time.
+    const auto now = std::chrono::steady_clock::now();
+    if (st.failures++ == 0 || now - st.last_failure_log >= std::chrono::seconds(10)) {
+      st.last_failure_log = now;
+      log(log_level::error, component,
+          "applying a batch failed (" + std::to_string(st.failures) + " in a row): "
+            + written.error().message);
+    }
+    return {applied_atom::value, positions(self)};
+  }
+  if (st.failures > 0) {
+    log(log_level::info, component,
+        "applying batches works again after " + std::to_string(st.failures) + " failures");
+    st.failures = 0;
+  }
+  st.next = std::move(after);
+  auto now = now_ms();
+  for (auto at : applied_at)
+    if (st.stats->lag_seconds)
+      st.stats->lag_seconds->observe(static_cast<double>(now - at) / 1000.0);
+  if (!applied_at.empty())
+    st.stats->lag_ms = now - applied_at.back();
+  st.stats->events += applied_at.size();
+  st.stats->applied = applied_total(st.next);
+  std::vector<shard_offset> applied(st.next.size());
+  for (std::size_t s = 0; s < applied.size(); ++s)
+    applied[s] = st.next[s] - 1;
+  st.stats->record(applied, st.ends);
+  log_progress(self);
+  return {applied_atom::value, positions(self)};
 }
 
 caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
                           std::shared_ptr<projection_handler> handler,
                           std::shared_ptr<read_model_stats> stats, persistence::table_id meta,
+                          std::vector<shard_offset> next,
                           std::chrono::milliseconds resubscribe_after) {
   auto& st = self->state;
   st.store = store;
   st.handler = std::move(handler);
   st.stats = std::move(stats);
   st.meta = meta;
+  st.ends.assign(next.size(), 0);
+  st.next = std::move(next);
   st.resubscribe_after = resubscribe_after;
   st.last_batch = std::chrono::steady_clock::now();
   return {
-    [=](event_batch& batch) -> caf::result<applied_atom, log_offset> {
-      auto& st = self->state;
-      st.last_batch = std::chrono::steady_clock::now();
-      auto next = batch.next;
-      auto written = st.store->write([&](persistence::store_writer& txn) {
-        for (const auto& ev : batch.events)
-          st.handler->apply(txn, ev);
-        txn.put(st.meta, offset_key, to_be64(next));
-      });
-      if (!written) {
-        log(log_level::error, component, "applying a batch failed: " + written.error().message);
-        return caf::make_error(caf::sec::runtime_error, written.error().message);
-      }
-      // Only after the commit: the write callback may run twice when the map grows.
-      auto now = now_ms();
-      for (const auto& ev : batch.events) {
-        if (st.stats->lag_seconds)
-          st.stats->lag_seconds->observe(static_cast<double>(now - ev.written_at) / 1000.0);
-      }
-      if (!batch.events.empty()) {
-        st.stats->lag_ms = now - batch.events.back().written_at;
-        st.stats->applied = batch.events.back().offset;
-      }
-      st.stats->events += batch.events.size();
-      st.stats->log_end = std::max(batch.log_end, st.stats->applied.load());
-      log_progress(self);
-      return {applied_atom::value, next};
-    },
+    [=](event_batch& batch) { return apply_batch(self, batch); },
     [=](subscribe_atom, caf::actor& poller) {
       self->state.poller = std::move(poller);
       send_subscribe(self);
@@ -135,13 +219,30 @@ open_store(const read_model_settings& s, const std::vector<std::string>& tables)
           && store.error().code != persistence::errc::unknown_format))
     return store;
   log(log_level::warn, component,
-      s.dir.string() + " is unreadable (" + store.error().message + "); rebuilding it from offset 0");
+      s.dir.string() + " is unreadable (" + store.error().message + "); rebuilding it from the start");
   std::error_code ec;
   std::filesystem::remove_all(s.dir, ec);
   return persistence::lmdb_store::open(opts);
 }
 
 } // namespace
+
+std::vector<shard_offset> read_model_stats::applied_by_shard() const {
+  std::lock_guard lock{mutex_};
+  return applied_;
+}
+
+std::vector<shard_offset> read_model_stats::known_ends() const {
+  std::lock_guard lock{mutex_};
+  return ends_;
+}
+
+void read_model_stats::record(const std::vector<shard_offset>& applied,
+                              const std::vector<shard_offset>& ends) {
+  std::lock_guard lock{mutex_};
+  applied_ = applied;
+  ends_ = ends;
+}
 
 read_model::read_model(read_model_settings s, std::unique_ptr<persistence::lmdb_store> store)
   : settings_(std::move(s)), store_(std::move(store)) {}
@@ -150,41 +251,49 @@ read_model::~read_model() = default;
 
 persistence::expected<std::unique_ptr<read_model>>
 read_model::open(caf::actor_system& sys, read_model_settings settings) {
+  const auto shards = settings.number_of_shards;
   auto tables = settings.handler->tables();
   auto meta = static_cast<persistence::table_id>(tables.size());
   tables.push_back("meta");
   auto store = open_store(settings, tables);
   if (!store)
     return store.error();
-  auto wanted = format_of(*settings.handler);
+  auto wanted = format_of(*settings.handler, shards);
   std::string found;
-  log_offset next = 1;
+  std::optional<std::vector<shard_offset>> next;
   auto read = (*store)->read([&](const persistence::store_reader& r) {
     if (auto f = r.get(meta, format_key))
       found = std::string(*f);
-    if (auto o = r.get(meta, offset_key))
-      next = from_be64(*o);
+    if (auto p = r.get(meta, positions_key))
+      next = decode(*p, shards);
   });
   if (!read)
     return read.error();
-  if (found != wanted) {
+  if (found != wanted || !next) {
     log(log_level::info, component,
         settings.dir.string() + (found.empty() ? " is new" : " has format " + found) + "; building "
-          + wanted + " by replay from offset 0");
+          + wanted + " by replay from the start");
     if (auto cleared = (*store)->clear(); !cleared)
       return cleared.error();
+    next.emplace(shards, shard_offset{1});
     auto init = (*store)->write([&](persistence::store_writer& w) {
       w.put(meta, format_key, wanted);
-      w.put(meta, offset_key, to_be64(1));
+      w.put(meta, positions_key, encode(*next));
     });
     if (!init)
       return init.error();
-    next = 1;
   }
-  settings.stats->applied = next - 1;
+  settings.stats->applied = applied_total(*next);
+  {
+    std::vector<shard_offset> applied(next->size());
+    for (std::size_t s = 0; s < applied.size(); ++s)
+      applied[s] = (*next)[s] - 1;
+    settings.stats->record(applied, std::vector<shard_offset>(next->size(), 0));
+  }
   auto rm = std::unique_ptr<read_model>(new read_model(std::move(settings), std::move(*store)));
   rm->actor_ = sys.spawn<caf::detached>(model_actor, rm->store_.get(), rm->settings_.handler,
-                                        rm->settings_.stats, meta, rm->settings_.resubscribe_after);
+                                        rm->settings_.stats, meta, std::move(*next),
+                                        rm->settings_.resubscribe_after);
   return rm;
 }
 

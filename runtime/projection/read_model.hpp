@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -24,32 +25,46 @@ public:
   virtual std::string format() const = 0;
   /// The tables apply() uses; their table_ids are 0..n-1 in this order.
   virtual std::vector<std::string> tables() const = 0;
-  /// Applies one event inside the batch's transaction. Must skip events it already applied:
-  /// redelivery after a poller move or restart is normal. Must not touch anything outside `txn`.
+  /// Applies one event inside the batch's transaction. The read model hands it each event of
+  /// each shard once, in shard-position order (it skips what its stored positions say it has);
+  /// an append's events always come in one transaction. Must not touch anything outside `txn`.
   virtual void apply(persistence::store_writer& txn, const persistence::stored_event& ev) = 0;
 };
 
 /// What a read model reports (metrics, X-Projection-Offset).
-struct read_model_stats {
-  std::atomic<log_offset> applied{0};       ///< offset of the last event stored (0: none)
-  std::atomic<log_offset> log_end{0};       ///< the journal's end as of the last batch
+class read_model_stats {
+public:
+  std::atomic<std::uint64_t> applied{0};    ///< events stored in all (every shard's position - 1)
   std::atomic<std::uint64_t> events{0};     ///< events applied since start
   std::atomic<std::int64_t> lag_ms{0};      ///< apply time - write time of the last event
   metric_histogram* lag_seconds = nullptr;  ///< per-event lag, if set
+
+  /// Per shard, the last position stored (0: none).
+  std::vector<shard_offset> applied_by_shard() const;
+  /// Per shard, the highest end the poller reported (the shard's last position where it lives).
+  std::vector<shard_offset> known_ends() const;
+  /// Records the positions after a commit and the ends the batch reported.
+  void record(const std::vector<shard_offset>& next, const std::vector<shard_offset>& ends);
+
+private:
+  mutable std::mutex mutex_;
+  std::vector<shard_offset> applied_;
+  std::vector<shard_offset> ends_;
 };
 
 /// Settings of a read model.
 struct read_model_settings {
   std::filesystem::path dir;
+  std::uint32_t number_of_shards = 64;   ///< a store kept for another count is rebuilt
   std::shared_ptr<projection_handler> handler;
   std::shared_ptr<read_model_stats> stats = std::make_shared<read_model_stats>();
   std::chrono::milliseconds resubscribe_after{std::chrono::seconds(2)};
 };
 
-/// A read model on this node: an LMDB store with the handler's tables and the offset it has
-/// applied up to. Each batch and the offset after it commit in one transaction, so a crash can
-/// neither lose nor double-apply an event. A missing, corrupt or other-format store is rebuilt
-/// by replay from offset 0, with progress in the log.
+/// A read model on this node: an LMDB store with the handler's tables and, per shard, the
+/// position it has applied up to. Each batch and the positions after it commit in one
+/// transaction, so a crash can neither lose nor double-apply an event. A missing, corrupt or
+/// other-format store is rebuilt by replay from the start, with progress in the log.
 class read_model {
 public:
   /// Opens (or rebuilds) the store and starts the actor that applies batches.
@@ -59,8 +74,9 @@ public:
   read_model(const read_model&) = delete;
   read_model& operator=(const read_model&) = delete;
 
-  /// Subscribes to `poller` (or its singleton proxy) from the stored offset, and again whenever
-  /// no batch came for `resubscribe_after` (a restarted or moved poller knows no subscribers).
+  /// Subscribes to `poller` (or its singleton proxy) from the stored positions, and again
+  /// whenever no batch came for `resubscribe_after` (a restarted or moved poller knows no
+  /// subscribers).
   void subscribe(const caf::actor& poller);
 
   /// The store, for queries (read transactions from any thread).

@@ -10,6 +10,7 @@
 #include "tests/support/http_client.hpp"
 #include "tests/support/node_process.hpp"
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/wait.hpp"
 
 namespace kontor::test {
 
@@ -40,6 +41,22 @@ private:
   std::unique_ptr<node_process> proc_;
   int starts_ = 0;
 };
+
+/// A value of an unlabelled metric from GET /metrics (-1 when absent).
+inline double metric(http_client& c, const std::string& name) {
+  auto r = c.get("/metrics");
+  if (r.status != 200)
+    return -1;
+  auto pos = r.body.find("\n" + name + " ");
+  if (pos == std::string::npos)
+    return -1;
+  return std::stod(r.body.substr(pos + name.size() + 2));
+}
+
+/// Waits until the node's read model has applied every event its shards hold.
+inline bool caught_up(http_client& c, std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+  return wait_until([&] { return metric(c, "kontor_projection_lag_events") == 0; }, timeout);
+}
 
 /// Parses a response body as JSON (fails the test when it is not JSON).
 inline boost::json::value body_json(const http_result& r) {

@@ -1,0 +1,22 @@
+#pragma once
+
+// Every message type of Kontor's runtime, for registration in each process: a type that one
+// process does not know arrives there as an empty message (STACK.md), so every binary calls
+// add_message_types() on its actor_system_config before starting the actor system.
+
+#include <caf/actor_system_config.hpp>
+
+#include "runtime/projection/messages.hpp"
+#include "runtime/sharding/messages.hpp"
+#include "runtime/stream/messages.hpp"
+
+namespace kontor {
+
+/// Registers the type-ID blocks of every runtime module with `cfg`.
+inline void add_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_types<caf::id_block::kontor>();
+  cfg.add_message_types<caf::id_block::kontor_stream>();
+  cfg.add_message_types<caf::id_block::kontor_projection>();
+}
+
+} // namespace kontor
