@@ -32,6 +32,7 @@ void tx_window::remember(pb::TxRecord rec, std::size_t capacity) {
       index_.erase(it);
     records_.pop_front();
     ++dropped_;
+    complete_ = false;
   }
 }
 
@@ -503,10 +504,19 @@ pb::Snapshot to_snapshot(const state& s) {
   for (const auto& rec : s.recent_txs.records())
     *snap.add_recent_txs() = rec;
   snap.set_opened_at_ms(s.opened_at_ms);
+  snap.set_recent_txs_complete(s.recent_txs.complete());
   return snap;
 }
 
-state from_snapshot(const pb::Snapshot& snap) {
+bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r) {
+  // Replaying every event remembers the last min(tx_window, all) records; the snapshot has its
+  // last n. Those agree when n >= tx_window, or when n are all there ever were. No records at
+  // all means none was ever forgotten either (a window keeps at least its newest record).
+  auto n = static_cast<std::size_t>(snap.recent_txs_size());
+  return n >= r.tx_window || n == 0 || snap.recent_txs_complete();
+}
+
+state from_snapshot(const pb::Snapshot& snap, const rules& r) {
   state s;
   s.id = snap.account_id();
   s.opened = snap.opened();
@@ -522,10 +532,11 @@ state from_snapshot(const pb::Snapshot& snap) {
   s.version = snap.version();
   s.last_at_ms = snap.last_at_ms();
   s.opened_at_ms = snap.opened_at_ms();
-  // Keep every record of the snapshot; the next evolve trims to the configured window.
-  auto capacity = static_cast<std::size_t>(snap.recent_txs_size());
+  // Trimmed to the configured window now, as a replay of the events would be.
   for (const auto& rec : snap.recent_txs())
-    s.recent_txs.remember(rec, capacity);
+    s.recent_txs.remember(rec, r.tx_window);
+  if (!snap.recent_txs_complete() && snap.recent_txs_size() > 0)
+    s.recent_txs.mark_incomplete();
   return s;
 }
 

@@ -37,11 +37,18 @@ public:
   /// Records oldest first.
   const std::deque<pb::TxRecord>& records() const noexcept { return records_; }
   std::size_t size() const noexcept { return records_.size(); }
+  /// True when no record was ever forgotten: the window holds every record since the account
+  /// was opened (so it is the same under any larger capacity).
+  bool complete() const noexcept { return complete_; }
+  /// Marks the window as possibly missing older records (restored from a snapshot that does not
+  /// say it is complete).
+  void mark_incomplete() noexcept { complete_ = false; }
 
 private:
   std::deque<pb::TxRecord> records_;
   std::unordered_map<std::string, std::size_t> index_; // tx_id -> absolute position
   std::size_t dropped_ = 0;                            // records forgotten so far
+  bool complete_ = true;
 };
 
 /// The state of one account, rebuilt from its events only.
@@ -83,9 +90,17 @@ void evolve(state& s, const pb::Event& ev, const rules& r);
 /// Functional form: returns the state after `ev`.
 state evolved(state s, const pb::Event& ev, const rules& r);
 
-/// The snapshot of `s` and back. `from_snapshot(to_snapshot(s))` equals `s`.
+/// The snapshot of `s`.
 pb::Snapshot to_snapshot(const state& s);
-state from_snapshot(const pb::Snapshot& snap);
+
+/// True when restoring `snap` and applying the events after it gives the same state as applying
+/// every event under `r`: its remembered records cover `r.tx_window` (the window an account
+/// remembers must not depend on whether it has a snapshot). When false, recover from events.
+bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r);
+
+/// The state in `snap`, its window trimmed to `r.tx_window`. For a snapshot that
+/// `snapshot_covers_window(snap, r)`, `from_snapshot(to_snapshot(s), r)` equals `s` under `r`.
+state from_snapshot(const pb::Snapshot& snap, const rules& r);
 
 /// What GET /accounts/{id} shows of `s`.
 pb::AccountView view_of(const state& s);

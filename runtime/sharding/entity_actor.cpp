@@ -134,9 +134,17 @@ caf::behavior loading_snapshot(self_ptr self) {
       if (!snap)
         return fail_recovery(self, snap.error().message);
       if (*snap) {
-        if (!st.logic->restore((*snap)->seq, (*snap)->payload))
-          return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
-        st.seq = st.snapshot_seq = (*snap)->seq;
+        switch (st.logic->restore((*snap)->seq, (*snap)->payload)) {
+          case entity_logic::restored::ok:
+            st.seq = st.snapshot_seq = (*snap)->seq;
+            break;
+          case entity_logic::restored::outdated:
+            // Recover from the events alone. snapshot_seq stays 0, so a long history gets a
+            // snapshot fit for the current settings with its next persisted command.
+            break;
+          case entity_logic::restored::unreadable:
+            return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
+        }
       }
       self->become(replaying(self));
       self->send(self, replay_atom::value, st.seq + 1);

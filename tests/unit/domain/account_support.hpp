@@ -314,6 +314,7 @@ inline void require_same_state(const state& a, const state& b) {
   CHECK(a.version == b.version);
   CHECK(a.opened_at_ms == b.opened_at_ms);
   CHECK(a.last_at_ms == b.last_at_ms);
+  CHECK(a.recent_txs.complete() == b.recent_txs.complete());
   REQUIRE(a.recent_txs.size() == b.recent_txs.size());
   for (std::size_t i = 0; i < a.recent_txs.size(); ++i) {
     const auto& rec = a.recent_txs.records()[i];
