@@ -97,6 +97,8 @@ http_response to_http(answer_shape shape, entity_answer answer) {
       return unavailable("timeout", answer.message);
     case status::unavailable:
       return unavailable("journal_unavailable", answer.message);
+    case status::stopped:
+      return unavailable("entity_unavailable", answer.message);
     case status::failed:
       return error_response(500, "entity_failed", answer.message);
     case status::ok:

@@ -1,6 +1,8 @@
-// What a client that retries sees: txIds remembered across snapshots and a changed tx-window.
+// What a client that retries sees: txIds remembered across snapshots and a changed tx-window,
+// and 503s (not 500s) when nothing was written.
 
 #include <filesystem>
+#include <future>
 #include <memory>
 
 #include "runtime/persistence/lmdb_journal.hpp"
@@ -75,4 +77,52 @@ TEST_CASE("raising tx-window: a retry within the new window is recognised on an 
   CHECK(body_json(reused).at("error") == "tx_id_reused");
   CHECK(all_events(c, "w").size() == 13);
   CHECK(body_json(c.get("/accounts/w?consistent=true")).at("balance") == 12);
+}
+
+TEST_CASE("an account that cannot recover answers 503 entity_unavailable and writes nothing",
+          "[retry]") {
+  restartable_node node;
+  node.start({});
+  {
+    http_client c{node.port()};
+    REQUIRE(c.post("/accounts", open_body("broken", 0)).status == 201);
+    REQUIRE(c.post("/accounts/broken/transactions", tx_body("d1", "deposit", 5)).status == 201);
+    REQUIRE(c.post("/accounts", open_body("fine", 0)).status == 201);
+  }
+  REQUIRE(node.stop() == 0);
+  {
+    // A snapshot no build can read, as damage or a bug would leave it.
+    auto journal = open_journal(node.data_dir());
+    std::promise<bool> saved;
+    journal->save_snapshot_async({"broken", 2, std::string("\xff\xff not a snapshot")},
+                                 [&](kontor::persistence::expected<void> r) {
+                                   saved.set_value(bool(r));
+                                 });
+    REQUIRE(saved.get_future().get());
+  }
+
+  node.start({});
+  http_client c{node.port()};
+  // Every command fails to start the account's entity: never decided, nothing written. That is
+  // a 503 with Retry-After (like a refused journal write), not a 500.
+  std::vector<http_result> answers{
+    c.post("/accounts/broken/transactions", tx_body("d2", "deposit", 5)),
+    c.post("/accounts/broken/lock", R"({"reason":"x"})"),
+    c.put("/accounts/broken/limit", R"({"limit":5})"),
+    c.get("/accounts/broken?consistent=true"),
+  };
+  for (const auto& r : answers) {
+    INFO(r.body);
+    CHECK(r.status == 503);
+    CHECK(r.header("retry-after") == "1");
+    auto err = body_json(r).as_object();
+    CHECK(err.at("error") == "entity_unavailable");
+  }
+  // The reason, as far as the entity got to tell it (a command that reaches it just after it
+  // stopped hears only that it stopped).
+  CHECK(body_json(answers[0]).at("message")
+        == "entity broken cannot recover: unreadable snapshot at 2");
+  CHECK(all_events(c, "broken").size() == 2);
+  // Other accounts are not affected.
+  CHECK(c.post("/accounts/fine/transactions", tx_body("f1", "deposit", 5)).status == 201);
 }

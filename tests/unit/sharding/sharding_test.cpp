@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <charconv>
+#include <future>
 
 #include "runtime/persistence/lmdb_journal.hpp"
 #include "runtime/sharding/messages.hpp"
@@ -225,6 +226,56 @@ TEST_CASE("an outdated snapshot is passed over: recovery replays every event, th
     auto snap = f.journal->load_snapshot("o");
     return snap && snap->has_value() && (*snap)->seq == 121;
   }));
+}
+
+TEST_CASE("an entity that cannot recover fails every command queued behind it, writing nothing",
+          "[sharding]") {
+  fixture f;
+  REQUIRE(f.ask("bad", "add 1") == "1/1");
+  // An unreadable snapshot (no '/') as if written by a broken build, then a fresh region.
+  std::promise<bool> saved;
+  f.journal->save_snapshot_async({"bad", 1, "garbage"},
+                                 [&](persistence::expected<void> r) { saved.set_value(bool(r)); });
+  REQUIRE(saved.get_future().get());
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  auto live_before = f.stats->live_entities.load(); // a region's exit does not count its own down
+
+  // Commands sent at once: the first starts the recovery, the rest queue behind it. Each gets
+  // the reason; one that reaches the entity after it stopped (before its shard saw it go) gets
+  // request_receiver_down. Neither was decided.
+  auto is_recovery_failed = [](const caf::error& e) {
+    return e.category() == sharding::error_category
+           && e.code() == static_cast<std::uint8_t>(sharding::errc::recovery_failed);
+  };
+  caf::scoped_actor self{*f.sys};
+  std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> handles;
+  for (int i = 0; i < 20; ++i)
+    handles.push_back(self->request(f.region, 10s, sharding::entity_envelope{"bad", "add 1"}));
+  int recovery_failed = 0;
+  for (auto& h : handles)
+    h.receive([&](std::string& r) { FAIL("answered " << r); },
+              [&](caf::error& e) {
+                INFO(f.sys->render(e));
+                if (is_recovery_failed(e)) {
+                  ++recovery_failed;
+                  CHECK(sharding::error_message(e)
+                        == "entity bad cannot recover: unreadable snapshot at 1");
+                } else {
+                  CHECK(e == caf::sec::request_receiver_down);
+                }
+              });
+  CHECK(recovery_failed >= 1);
+  // Every later command fails the same way (each starts a new incarnation), and nothing was
+  // written.
+  REQUIRE(test::wait_until([&] { return f.stats->live_entities == live_before; }));
+  self->request(f.region, 10s, sharding::entity_envelope{"bad", "add 1"})
+    .receive([&](std::string& r) { FAIL("answered " << r); },
+             [&](caf::error& e) { CHECK(is_recovery_failed(e)); });
+  auto events = f.journal->replay("bad", 1, 100);
+  REQUIRE(events);
+  CHECK(events->size() == 1);
 }
 
 TEST_CASE("idle entities passivate and come back with their state", "[sharding]") {
