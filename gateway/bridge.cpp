@@ -55,7 +55,7 @@ entity_answer from_error(const caf::error& err) {
 
 entity_answer timed_out() {
   return {entity_answer::status::timeout, {},
-          "no answer in time; the outcome is unknown, retry with the same txId"};
+          "no answer in time; the outcome is unknown, retry with the same txId or Idempotency-Key"};
 }
 
 struct pending_request {

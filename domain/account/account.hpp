@@ -23,17 +23,24 @@ inline constexpr std::uint32_t current_schema_version = 1;
 struct rules {
   std::int64_t max_limit = 1'000'000'000'000;  ///< MAX_LIMIT: highest allowed credit limit
   std::int64_t max_amount = 1'000'000'000'000; ///< MAX_AMOUNT: highest amount of one transaction
-  std::size_t tx_window = 1024;                ///< accepted txIds remembered per account
+  std::size_t tx_window = 1024;                ///< txIds and Idempotency-Keys remembered
 };
 
-/// The most recent accepted transactions of one account, oldest first, bounded by
-/// `rules::tx_window`. A txId older than the window is forgotten and would be applied again.
+/// The most recent accepted transactions and keyed commands of one account (one record each,
+/// a keyed transaction is one record), oldest first, bounded by `rules::tx_window`. A txId or
+/// Idempotency-Key older than the window is forgotten and would be applied again.
 class tx_window {
 public:
-  /// The record of `tx_id`, or null.
+  /// The record of transaction `tx_id`, or null.
   const pb::TxRecord* find(std::string_view tx_id) const;
-  /// Remembers `rec`, forgetting the oldest record beyond `capacity`.
+  /// The record of the command that carried Idempotency-Key `key`, or null.
+  const pb::TxRecord* find_key(std::string_view key) const;
+  /// Remembers `rec`, forgetting the oldest records beyond `capacity`.
   void remember(pb::TxRecord rec, std::size_t capacity);
+  /// Adds `ev` to the events of the newest record (the next event of the same keyed command).
+  void extend_newest(const pb::Event& ev);
+  /// The newest record, or null.
+  const pb::TxRecord* newest() const;
   /// Records oldest first.
   const std::deque<pb::TxRecord>& records() const noexcept { return records_; }
   std::size_t size() const noexcept { return records_.size(); }
@@ -45,9 +52,17 @@ public:
   void mark_incomplete() noexcept { complete_ = false; }
 
 private:
+  /// Points `index` at absolute position `pos` for `name` (unless empty).
+  static void index(std::unordered_map<std::string, std::size_t>& index, const std::string& name,
+                    std::size_t pos);
+  /// Removes `name` from `index` if it points at absolute position `pos`.
+  static void unindex(std::unordered_map<std::string, std::size_t>& index,
+                      const std::string& name, std::size_t pos);
+
   std::deque<pb::TxRecord> records_;
-  std::unordered_map<std::string, std::size_t> index_; // tx_id -> absolute position
-  std::size_t dropped_ = 0;                            // records forgotten so far
+  std::unordered_map<std::string, std::size_t> index_;     // tx_id -> absolute position
+  std::unordered_map<std::string, std::size_t> key_index_; // idempotency key -> absolute position
+  std::size_t dropped_ = 0;                                // records forgotten so far
   bool complete_ = true;
 };
 
@@ -70,11 +85,11 @@ struct state {
 };
 
 /// The outcome of `decide`: events to append (possibly none), or a rejection, or a replay of a
-/// repeated txId's first outcome.
+/// repeated txId's or Idempotency-Key's first outcome.
 struct decision {
   std::vector<pb::Event> events;            ///< in order; seq = version + 1, + 2, ...
   std::optional<pb::Rejection> rejection;   ///< set: nothing may be appended
-  std::optional<pb::Event> replayed;        ///< set: a repeated txId; its original event
+  std::vector<pb::Event> replayed;          ///< non-empty: a repeat; the first outcome's events
 };
 
 /// The empty state of account `id` (not opened, version 0).
@@ -102,6 +117,11 @@ bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r);
 /// `snapshot_covers_window(snap, r)`, `from_snapshot(to_snapshot(s), r)` equals `s` under `r`.
 state from_snapshot(const pb::Snapshot& snap, const rules& r);
 
+/// The fingerprint that tells whether a repeated Idempotency-Key came with the same request: a
+/// stable 64-bit hash (FNV-1a) of the command's deterministic Protobuf encoding without its
+/// key and its expected version (If-Match). Same route and same body values: same fingerprint.
+std::uint64_t request_fingerprint(const pb::Command& cmd);
+
 /// What GET /accounts/{id} shows of `s`.
 pb::AccountView view_of(const state& s);
 
@@ -120,5 +140,6 @@ bool valid_account_id(std::string_view id);
 bool valid_country(std::string_view code);   ///< ISO 3166-1 alpha-2, assigned codes
 bool valid_currency(std::string_view code);  ///< ISO 4217, active codes
 bool valid_phone(std::string_view number);   ///< '+' then 7-15 digits, spaces allowed
+bool valid_idempotency_key(std::string_view key); ///< 1-255 visible ASCII characters (0x21-0x7e)
 
 } // namespace kontor::account

@@ -18,8 +18,8 @@ public:
   void start(std::vector<std::string> args) {
     proc_.reset();
     auto n = std::to_string(++starts_);
-    proc_ = std::make_unique<node_process>(data_dir(), (dir_.path() / ("node-" + n + ".log")).string(),
-                                           std::move(args));
+    auto log = (dir_.path() / ("node-" + n + ".log")).string();
+    proc_ = std::make_unique<node_process>(data_dir(), log, std::move(args));
     if (!proc_->wait_ready())
       FAIL("node did not become ready; log:\n" << proc_->log());
   }
@@ -125,4 +125,123 @@ TEST_CASE("an account that cannot recover answers 503 entity_unavailable and wri
   CHECK(all_events(c, "broken").size() == 2);
   // Other accounts are not affected.
   CHECK(c.post("/accounts/fine/transactions", tx_body("f1", "deposit", 5)).status == 201);
+}
+
+namespace {
+
+/// Sends `method target body` with Idempotency-Key `key` (and `more` raw header lines).
+http_result with_key(http_client& c, const std::string& method, const std::string& target,
+                     const std::string& body, const std::string& key,
+                     const std::string& more = {}) {
+  return c.request(method, target, body,
+                   "Content-Type: application/json\r\nIdempotency-Key: " + key + "\r\n" + more);
+}
+
+/// Requires `retry` to be `first` again, marked as a replay: same status, same events.
+void require_replay_of(const http_result& first, const http_result& retry) {
+  INFO(retry.body);
+  CHECK(retry.status == first.status);
+  CHECK(retry.header("idempotent-replayed") == "true");
+  CHECK(first.header("idempotent-replayed").empty());
+  auto a = body_json(first).as_object();
+  auto b = body_json(retry).as_object();
+  if (a.contains("events"))
+    CHECK(a.at("events") == b.at("events"));
+  CHECK(a.at("id") == b.at("id"));
+}
+
+} // namespace
+
+TEST_CASE("Idempotency-Key: every command is safe to retry", "[retry][key]") {
+  restartable_node node;
+  node.start({});
+  http_client c{node.port()};
+
+  // Opening: the retry answers the first 201, not 409 account_exists.
+  auto open = with_key(c, "POST", "/accounts", open_body("k", 1000), "open-1");
+  REQUIRE(open.status == 201);
+  auto open_again = with_key(c, "POST", "/accounts", open_body("k", 1000), "open-1");
+  require_replay_of(open, open_again);
+  CHECK(open_again.header("location") == "/accounts/k");
+  CHECK(body_json(open_again).at("owner") == "Mike Magic");
+  CHECK(c.post("/accounts", open_body("k", 1000)).status == 409);
+  auto other_body = with_key(c, "POST", "/accounts", open_body("k", 5), "open-1");
+  CHECK(other_body.status == 409);
+  CHECK(body_json(other_body).at("error") == "idempotency_key_reused");
+  CHECK(body_json(other_body).at("field") == "Idempotency-Key");
+
+  // Every route; a retry's JSON may differ in form (spaces, order, unknown fields), not in values.
+  struct step {
+    std::string method, target, body, same_values, key;
+  };
+  std::vector<step> steps{
+    {"PUT", "/accounts/k/limit", R"({"limit":2000})", R"({ "limit" : 2000, "note": 1 })",
+     "limit-1"},
+    {"POST", "/accounts/k/phones", R"({"number":"+49 126 555 555"})",
+     R"({"number":"+49 126 555 555"})", "phone-1"},
+    {"PUT", "/accounts/k/address",
+     R"({"street":"Ring 1","city":"Wien","zip":"1010","country":"AT"})",
+     R"({"country":"AT","zip":"1010","city":"Wien","street":"Ring 1"})", "address-1"},
+    {"POST", "/accounts/k/transactions", tx_body("t1", "deposit", 700),
+     R"({"amount":700,"currency":"EUR","kind":"deposit","txId":"t1"})", "tx-1"},
+    {"POST", "/accounts/k/lock", R"({"reason":"card lost"})", R"({"reason":"card lost"})",
+     "lock-1"},
+    {"POST", "/accounts/k/unlock", "", "", "unlock-1"},
+  };
+  std::vector<http_result> firsts;
+  for (const auto& s : steps) {
+    INFO(s.method << " " << s.target);
+    auto first = with_key(c, s.method, s.target, s.body, s.key);
+    REQUIRE(first.status / 100 == 2);
+    firsts.push_back(first);
+  }
+  auto version = body_json(c.get("/accounts/k?consistent=true")).at("version").as_int64();
+  CHECK(version == 8); // opened, limit, phone, address, deposit, lock (2 events), unlock
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    const auto& s = steps[i];
+    INFO(s.method << " " << s.target);
+    // A stale If-Match is ignored for a replay, as it is for a repeated txId.
+    require_replay_of(firsts[i], with_key(c, s.method, s.target, s.same_values, s.key,
+                                          "If-Match: \"1\"\r\n"));
+    // The key with another request: refused, nothing appended.
+    auto reused = with_key(c, "PUT", "/accounts/k/limit", R"({"limit":3})", s.key);
+    CHECK(reused.status == 409);
+    CHECK(body_json(reused).at("error") == "idempotency_key_reused");
+  }
+  // The lock's retry has both events, the transaction's its first balance.
+  CHECK(body_json(firsts[3]).at("balance") == 700);
+  CHECK(body_json(firsts[4]).at("events").as_array().size() == 2);
+  CHECK(all_events(c, "k").size() == static_cast<std::size_t>(version));
+
+  // The keys are rebuilt from the events after a restart.
+  REQUIRE(node.stop() == 0);
+  node.start({});
+  http_client c2{node.port()};
+  for (std::size_t i = 0; i < steps.size(); ++i)
+    require_replay_of(firsts[i],
+                      with_key(c2, steps[i].method, steps[i].target, steps[i].body, steps[i].key));
+  require_replay_of(open, with_key(c2, "POST", "/accounts", open_body("k", 1000), "open-1"));
+  CHECK(all_events(c2, "k").size() == static_cast<std::size_t>(version));
+}
+
+TEST_CASE("Idempotency-Key: a malformed key is 400 and changes nothing, reads ignore it",
+          "[retry][key]") {
+  restartable_node node;
+  node.start({});
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("m", 0)).status == 201);
+  for (std::string bad : {std::string{}, std::string(256, 'k'), std::string{"two words"}}) {
+    INFO("key '" << bad << "'");
+    auto r = with_key(c, "PUT", "/accounts/m/limit", R"({"limit":5})", bad);
+    CHECK(r.status == 400);
+    auto err = body_json(r).as_object();
+    CHECK(err.at("error") == "invalid_field");
+    CHECK(err.at("field") == "Idempotency-Key");
+  }
+  CHECK(with_key(c, "PUT", "/accounts/m/limit", R"({"limit":5})", std::string(255, 'k')).status
+        == 200);
+  CHECK(all_events(c, "m").size() == 2);
+  auto read = c.request("GET", "/accounts/m?consistent=true", {}, "Idempotency-Key: \r\n");
+  CHECK(read.status == 200);
+  CHECK(read.header("idempotent-replayed").empty());
 }
