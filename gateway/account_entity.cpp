@@ -10,13 +10,17 @@ public:
   account_logic(const entity_id& id, const account::rules& rules)
     : state_(account::initial_state(id)), rules_(rules) {}
 
-  bool restore(sequence_nr seq, std::string_view bytes) override {
+  restored restore(sequence_nr seq, std::string_view bytes) override {
     account::pb::Snapshot snap;
     if (!snap.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))
         || snap.account_id() != state_.id || snap.version() != seq)
-      return false;
-    state_ = account::from_snapshot(snap);
-    return true;
+      return restored::unreadable;
+    // Written under a smaller tx-window than today's: it has forgotten txIds and keys that a
+    // replay of the events remembers.
+    if (!account::snapshot_covers_window(snap, rules_))
+      return restored::outdated;
+    state_ = account::from_snapshot(snap, rules_);
+    return restored::ok;
   }
 
   bool recover(sequence_nr seq, std::string_view bytes) override {

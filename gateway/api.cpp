@@ -79,6 +79,8 @@ std::pair<unsigned, const char*> status_of(account::pb::RejectionCode code) {
       return {412, "version_mismatch"};
     case TX_ID_REUSED:
       return {409, "tx_id_reused"};
+    case IDEMPOTENCY_KEY_REUSED:
+      return {409, "idempotency_key_reused"};
     default:
       return {500, "internal_error"};
   }
@@ -98,6 +100,8 @@ http_response to_http(answer_shape shape, entity_answer answer) {
       return unavailable("timeout", answer.message);
     case status::unavailable:
       return unavailable("journal_unavailable", answer.message);
+    case status::stopped:
+      return unavailable("entity_unavailable", answer.message);
     case status::failed:
       return error_response(500, "entity_failed", answer.message);
     case status::ok:
@@ -135,11 +139,11 @@ http_response to_http(answer_shape shape, entity_answer answer) {
       if (reply.replayed())
         body["replayed"] = true;
       r = json_response(201, json::serialize(body));
-      if (reply.replayed())
-        r.headers.emplace_back("Idempotent-Replayed", "true");
       break;
     }
   }
+  if (reply.replayed())
+    r.headers.emplace_back("Idempotent-Replayed", "true");
   r.headers.emplace_back("ETag", "\"" + std::to_string(acc.version()) + "\"");
   return r;
 }
@@ -271,6 +275,13 @@ void api::operator()(http_request&& req, responder respond) const {
                                  "If-Match"));
     if (expected)
       cmd.set_expected_version(*expected);
+    if (req.idempotency_key && !cmd.has_get_account()) {
+      if (!account::valid_idempotency_key(*req.idempotency_key))
+        return fail(error_response(400, "invalid_field",
+                                   "Idempotency-Key must be 1-255 visible ASCII characters",
+                                   "Idempotency-Key"));
+      cmd.set_idempotency_key(*req.idempotency_key);
+    }
     auto id = cmd.account_id();
     ctx_.entities->ask(std::move(id), cmd.SerializeAsString(),
                        [respond = std::move(respond), shape](entity_answer a) {

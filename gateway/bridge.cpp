@@ -30,10 +30,21 @@ using clock_type = std::chrono::steady_clock;
 
 entity_answer from_error(const caf::error& err) {
   entity_answer out;
-  if (err.category() == sharding::error_category
-      && err.code() == static_cast<std::uint8_t>(sharding::errc::journal_failure)) {
+  auto is = [&](sharding::errc code) {
+    return err.category() == sharding::error_category
+           && err.code() == static_cast<std::uint8_t>(code);
+  };
+  if (is(sharding::errc::journal_failure)) {
     out.code = entity_answer::status::unavailable;
     out.message = sharding::error_message(err);
+  } else if (is(sharding::errc::recovery_failed)) {
+    // The entity could not start: the command was never decided.
+    out.code = entity_answer::status::stopped;
+    out.message = sharding::error_message(err);
+  } else if (err == caf::sec::request_receiver_down) {
+    // The command reached an entity that had just stopped: it was never decided.
+    out.code = entity_answer::status::stopped;
+    out.message = "the account's entity stopped before handling the command; nothing was written";
   } else {
     out.code = entity_answer::status::failed;
     auto msg = sharding::error_message(err);
@@ -44,7 +55,7 @@ entity_answer from_error(const caf::error& err) {
 
 entity_answer timed_out() {
   return {entity_answer::status::timeout, {},
-          "no answer in time; the outcome is unknown, retry with the same txId"};
+          "no answer in time; the outcome is unknown, retry with the same txId or Idempotency-Key"};
 }
 
 struct pending_request {

@@ -13,7 +13,13 @@ namespace kontor::gateway {
 
 /// The outcome of asking an entity: its encoded reply, or a failure.
 struct entity_answer {
-  enum class status { ok, timeout, unavailable, failed };
+  enum class status {
+    ok,
+    timeout,     ///< no answer in time: the outcome is unknown
+    unavailable, ///< the journal refused the write: nothing was appended
+    stopped,     ///< the entity stopped (or failed to recover) before handling it: nothing appended
+    failed,      ///< anything else: a bug
+  };
   status code = status::ok;
   std::string reply;   ///< the entity's encoded reply when ok
   std::string message; ///< what went wrong otherwise

@@ -71,6 +71,8 @@ private:
     out.body = std::move(req.body());
     if (auto i = req.find(http::field::if_match); i != req.end())
       out.if_match = std::string(i->value());
+    if (auto i = req.find("Idempotency-Key"); i != req.end())
+      out.idempotency_key = std::string(i->value());
     // The handler answers later, maybe from another thread: hop back onto this connection's strand.
     stream_.expires_never();
     handler_(std::move(out), [self = shared_from_this()](http_response resp) {

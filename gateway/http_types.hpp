@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@ struct http_request {
   std::string target;       ///< path and query, e.g. "/accounts/333?consistent=true"
   std::string body;
   std::string if_match;     ///< the If-Match header, empty when absent
+  std::optional<std::string> idempotency_key; ///< the Idempotency-Key header, when present
 };
 
 /// One HTTP response. Content-Type defaults to application/json.

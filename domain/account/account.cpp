@@ -9,6 +9,9 @@
 #include <string>
 #include <utility>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 namespace kontor::account {
 
 // ---------------------------------------------------------------- tx_window
@@ -20,19 +23,50 @@ const pb::TxRecord* tx_window::find(std::string_view tx_id) const {
   return &records_[it->second - dropped_];
 }
 
+const pb::TxRecord* tx_window::find_key(std::string_view key) const {
+  auto it = key_index_.find(std::string{key});
+  if (it == key_index_.end())
+    return nullptr;
+  return &records_[it->second - dropped_];
+}
+
+void tx_window::index(std::unordered_map<std::string, std::size_t>& index,
+                      const std::string& name, std::size_t pos) {
+  if (!name.empty())
+    index[name] = pos;
+}
+
+void tx_window::unindex(std::unordered_map<std::string, std::size_t>& index,
+                        const std::string& name, std::size_t pos) {
+  auto it = index.find(name);
+  // The same name may have been remembered again later (after a wider window was configured);
+  // then the index points at the newer record and must stay.
+  if (it != index.end() && it->second == pos)
+    index.erase(it);
+}
+
 void tx_window::remember(pb::TxRecord rec, std::size_t capacity) {
-  // Absolute positions never change, so dropping the oldest record leaves the index valid.
-  index_[rec.tx_id()] = dropped_ + records_.size();
+  // Absolute positions never change, so dropping the oldest record leaves the indexes valid.
+  auto pos = dropped_ + records_.size();
+  index(index_, rec.tx_id(), pos);
+  index(key_index_, rec.idempotency_key(), pos);
   records_.push_back(std::move(rec));
   while (records_.size() > capacity) {
-    auto it = index_.find(records_.front().tx_id());
-    // The same txId may have been remembered again later (after a wider window was configured);
-    // then the index points at the newer record and must stay.
-    if (it != index_.end() && it->second == dropped_)
-      index_.erase(it);
+    unindex(index_, records_.front().tx_id(), dropped_);
+    unindex(key_index_, records_.front().idempotency_key(), dropped_);
     records_.pop_front();
     ++dropped_;
+    complete_ = false;
   }
+}
+
+void tx_window::extend_newest(const pb::Event& ev) {
+  assert(!records_.empty());
+  *records_.back().add_events() = ev;
+}
+
+const pb::TxRecord* tx_window::newest() const {
+  return records_.empty() ? nullptr : &records_.back();
 }
 
 // ---------------------------------------------------------------- decide
@@ -104,7 +138,7 @@ std::string phone_digits(std::string_view number) {
   return digits;
 }
 
-// Step 3 of decide: the values of the command, each checked against API.md "Values".
+// Step 4 of decide: the values of the command, each checked against API.md "Values".
 
 maybe_rejection check_currency(const pb::Command& cmd, std::string_view currency) {
   if (!valid_currency(currency))
@@ -211,6 +245,10 @@ pb::Event event_of(const state& s, const pb::TxRecord& rec) {
   ev.set_account_id(s.id);
   ev.set_seq(rec.seq());
   ev.set_at_ms(rec.at_ms());
+  if (!rec.idempotency_key().empty()) {
+    ev.set_idempotency_key(rec.idempotency_key());
+    ev.set_request_fingerprint(rec.request_fingerprint());
+  }
   auto fill = [&](auto* tx) {
     tx->set_tx_id(rec.tx_id());
     tx->set_amount(rec.amount());
@@ -224,7 +262,31 @@ pb::Event event_of(const state& s, const pb::TxRecord& rec) {
   return ev;
 }
 
-/// Step 4: a txId already accepted within the window is answered with its first outcome.
+/// The events a remembered command appended.
+std::vector<pb::Event> events_of(const state& s, const pb::TxRecord& rec) {
+  if (!rec.tx_id().empty())
+    return {event_of(s, rec)};
+  return {rec.events().begin(), rec.events().end()};
+}
+
+/// Step 2: an Idempotency-Key already accepted within the window is answered with its first
+/// outcome when the request is the same (same fingerprint), else IDEMPOTENCY_KEY_REUSED.
+std::optional<decision> check_repeated_key(const state& s, const pb::Command& cmd,
+                                           std::uint64_t fingerprint) {
+  const auto* rec = s.recent_txs.find_key(cmd.idempotency_key());
+  if (rec == nullptr)
+    return std::nullopt;
+  if (rec->request_fingerprint() != fingerprint)
+    return rejected(make_rejection(pb::IDEMPOTENCY_KEY_REUSED, "Idempotency-Key",
+                                   "Idempotency-Key " + cmd.idempotency_key() + " of "
+                                     + account_named(cmd)
+                                     + " was already used for a different request"));
+  decision d;
+  d.replayed = events_of(s, *rec);
+  return d;
+}
+
+/// Step 5: a txId already accepted within the window is answered with its first outcome.
 std::optional<decision> check_repeated_tx(const state& s, const pb::Command& cmd) {
   bool purchase = cmd.has_purchase_item();
   if (!purchase && !cmd.has_deposit_money())
@@ -241,7 +303,7 @@ std::optional<decision> check_repeated_tx(const state& s, const pb::Command& cmd
                                    "Transaction " + tx_id + " of " + account_named(cmd)
                                      + " was already used for a different transaction"));
   decision d;
-  d.replayed = event_of(s, *rec);
+  d.replayed = {event_of(s, *rec)};
   return d;
 }
 
@@ -270,7 +332,7 @@ maybe_rejection check_currency_matches(const state& s, const pb::Command& cmd,
   return std::nullopt;
 }
 
-/// Step 6: the business rules, against the state.
+/// Step 7: the business rules, against the state.
 decision decide_business(const state& s, const pb::Command& cmd, std::int64_t at_ms) {
   decision d;
   switch (cmd.body_case()) {
@@ -391,7 +453,19 @@ decision decide(const state& s, const pb::Command& cmd, std::int64_t now_ms, con
     return rejected(invalid("body", "The command has no body"));
   if (!valid_account_id(cmd.account_id()))
     return rejected(invalid("id", "An account id must be 1 to 64 characters of A-Z a-z 0-9 . _ -"));
-  // 2. Existence, before the values: a client learns first that the account is wrong.
+  bool keyed = cmd.has_idempotency_key() && !cmd.has_get_account();
+  if (keyed && !valid_idempotency_key(cmd.idempotency_key()))
+    return rejected(invalid("Idempotency-Key",
+                            "An Idempotency-Key must be 1 to 255 visible ASCII characters"));
+  // 2. A repeated Idempotency-Key, before existence: a retried open gets its first outcome,
+  //    not ACCOUNT_EXISTS.
+  std::uint64_t fingerprint = 0;
+  if (keyed) {
+    fingerprint = request_fingerprint(cmd);
+    if (auto replay = check_repeated_key(s, cmd, fingerprint))
+      return std::move(*replay);
+  }
+  // 3. Existence, before the values: a client learns first that the account is wrong.
   if (cmd.has_open_account()) {
     if (s.opened)
       return rejected(make_rejection(pb::ACCOUNT_EXISTS, "",
@@ -400,26 +474,80 @@ decision decide(const state& s, const pb::Command& cmd, std::int64_t now_ms, con
     return rejected(make_rejection(pb::ACCOUNT_NOT_FOUND, "",
                                    "Account " + cmd.account_id() + " does not exist"));
   }
-  // 3. The values.
+  // 4. The values.
   if (auto rej = check_values(cmd, r))
     return rejected(std::move(*rej));
-  // 4. A repeated txId, before the version: a client retrying after a success gets its outcome.
+  // 5. A repeated txId, before the version: a client retrying after a success gets its outcome.
   if (auto replay = check_repeated_tx(s, cmd))
     return std::move(*replay);
-  // 5. Optimistic concurrency (If-Match).
+  // 6. Optimistic concurrency (If-Match).
   if (cmd.has_expected_version() && cmd.expected_version() != s.version)
     return rejected(make_rejection(pb::VERSION_MISMATCH, "",
                                    "Account " + cmd.account_id() + " is at version "
                                      + std::to_string(s.version) + ", not "
                                      + std::to_string(cmd.expected_version())));
-  // 6. The business rules.
-  return decide_business(s, cmd, std::max(now_ms, s.last_at_ms));
+  // 7. The business rules.
+  auto d = decide_business(s, cmd, std::max(now_ms, s.last_at_ms));
+  // Every event of a keyed command carries the key, so evolve rebuilds the key window.
+  if (keyed)
+    for (auto& ev : d.events) {
+      ev.set_idempotency_key(cmd.idempotency_key());
+      ev.set_request_fingerprint(fingerprint);
+    }
+  return d;
+}
+
+std::uint64_t request_fingerprint(const pb::Command& cmd) {
+  auto bare = cmd;
+  bare.clear_idempotency_key();
+  bare.clear_expected_version();
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out{&bytes};
+    google::protobuf::io::CodedOutputStream coded{&out};
+    coded.SetSerializationDeterministic(true);
+    bare.SerializeToCodedStream(&coded);
+  }
+  // FNV-1a, 64 bit: the same on every node, compiler and run.
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
 }
 
 // ---------------------------------------------------------------- evolve
 
+namespace {
+
+/// Remembers an event of a keyed command that is not a transaction, with the command's other
+/// events: they are adjacent and share key and fingerprint. (A second command with the same key
+/// and request right after the first cannot have been accepted: the newest record is always in
+/// the window, so it was answered as a replay.)
+void remember_keyed(state& s, const pb::Event& ev, const rules& r) {
+  const auto* last = s.recent_txs.newest();
+  if (last != nullptr && last->tx_id().empty() && last->events_size() > 0
+      && last->idempotency_key() == ev.idempotency_key()
+      && last->request_fingerprint() == ev.request_fingerprint()
+      && last->events(last->events_size() - 1).seq() + 1 == ev.seq()) {
+    s.recent_txs.extend_newest(ev);
+    return;
+  }
+  pb::TxRecord rec;
+  rec.set_seq(ev.seq());
+  rec.set_at_ms(ev.at_ms());
+  rec.set_idempotency_key(ev.idempotency_key());
+  rec.set_request_fingerprint(ev.request_fingerprint());
+  *rec.add_events() = ev;
+  s.recent_txs.remember(std::move(rec), r.tx_window);
+}
+
+} // namespace
+
 void evolve(state& s, const pb::Event& ev, const rules& r) {
   assert(ev.seq() == s.version + 1);
+  bool remembered = false;
   auto remember = [&](const auto& tx, bool purchase) {
     s.balance = tx.new_balance();
     pb::TxRecord rec;
@@ -430,7 +558,11 @@ void evolve(state& s, const pb::Event& ev, const rules& r) {
     rec.set_new_balance(tx.new_balance());
     rec.set_seq(ev.seq());
     rec.set_at_ms(ev.at_ms());
+    // A keyed transaction is one record, found by its txId and by its key.
+    rec.set_idempotency_key(ev.idempotency_key());
+    rec.set_request_fingerprint(ev.request_fingerprint());
     s.recent_txs.remember(std::move(rec), r.tx_window);
+    remembered = true;
   };
   switch (ev.payload_case()) {
     case pb::Event::kAccountOpened: {
@@ -472,6 +604,8 @@ void evolve(state& s, const pb::Event& ev, const rules& r) {
     case pb::Event::PAYLOAD_NOT_SET:
       break;
   }
+  if (!remembered && !ev.idempotency_key().empty())
+    remember_keyed(s, ev, r);
   s.version = ev.seq();
   s.last_at_ms = ev.at_ms();
 }
@@ -503,10 +637,19 @@ pb::Snapshot to_snapshot(const state& s) {
   for (const auto& rec : s.recent_txs.records())
     *snap.add_recent_txs() = rec;
   snap.set_opened_at_ms(s.opened_at_ms);
+  snap.set_recent_txs_complete(s.recent_txs.complete());
   return snap;
 }
 
-state from_snapshot(const pb::Snapshot& snap) {
+bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r) {
+  // Replaying every event remembers the last min(tx_window, all) records; the snapshot has its
+  // last n. Those agree when n >= tx_window, or when n are all there ever were. No records at
+  // all means none was ever forgotten either (a window keeps at least its newest record).
+  auto n = static_cast<std::size_t>(snap.recent_txs_size());
+  return n >= r.tx_window || n == 0 || snap.recent_txs_complete();
+}
+
+state from_snapshot(const pb::Snapshot& snap, const rules& r) {
   state s;
   s.id = snap.account_id();
   s.opened = snap.opened();
@@ -522,10 +665,11 @@ state from_snapshot(const pb::Snapshot& snap) {
   s.version = snap.version();
   s.last_at_ms = snap.last_at_ms();
   s.opened_at_ms = snap.opened_at_ms();
-  // Keep every record of the snapshot; the next evolve trims to the configured window.
-  auto capacity = static_cast<std::size_t>(snap.recent_txs_size());
+  // Trimmed to the configured window now, as a replay of the events would be.
   for (const auto& rec : snap.recent_txs())
-    s.recent_txs.remember(rec, capacity);
+    s.recent_txs.remember(rec, r.tx_window);
+  if (!snap.recent_txs_complete() && snap.recent_txs_size() > 0)
+    s.recent_txs.mark_incomplete();
   return s;
 }
 
@@ -554,8 +698,9 @@ pb::Reply reply_for(const state& after, const decision& d) {
     *reply.mutable_rejection() = *d.rejection;
     return reply;
   }
-  if (d.replayed) {
-    *reply.add_events() = *d.replayed;
+  if (!d.replayed.empty()) {
+    for (const auto& ev : d.replayed)
+      *reply.add_events() = ev;
     reply.set_replayed(true);
   } else {
     for (const auto& ev : d.events)

@@ -23,25 +23,47 @@ inline constexpr std::uint32_t current_schema_version = 1;
 struct rules {
   std::int64_t max_limit = 1'000'000'000'000;  ///< MAX_LIMIT: highest allowed credit limit
   std::int64_t max_amount = 1'000'000'000'000; ///< MAX_AMOUNT: highest amount of one transaction
-  std::size_t tx_window = 1024;                ///< accepted txIds remembered per account
+  std::size_t tx_window = 1024;                ///< txIds and Idempotency-Keys remembered
 };
 
-/// The most recent accepted transactions of one account, oldest first, bounded by
-/// `rules::tx_window`. A txId older than the window is forgotten and would be applied again.
+/// The most recent accepted transactions and keyed commands of one account (one record each,
+/// a keyed transaction is one record), oldest first, bounded by `rules::tx_window`. A txId or
+/// Idempotency-Key older than the window is forgotten and would be applied again.
 class tx_window {
 public:
-  /// The record of `tx_id`, or null.
+  /// The record of transaction `tx_id`, or null.
   const pb::TxRecord* find(std::string_view tx_id) const;
-  /// Remembers `rec`, forgetting the oldest record beyond `capacity`.
+  /// The record of the command that carried Idempotency-Key `key`, or null.
+  const pb::TxRecord* find_key(std::string_view key) const;
+  /// Remembers `rec`, forgetting the oldest records beyond `capacity`.
   void remember(pb::TxRecord rec, std::size_t capacity);
+  /// Adds `ev` to the events of the newest record (the next event of the same keyed command).
+  void extend_newest(const pb::Event& ev);
+  /// The newest record, or null.
+  const pb::TxRecord* newest() const;
   /// Records oldest first.
   const std::deque<pb::TxRecord>& records() const noexcept { return records_; }
   std::size_t size() const noexcept { return records_.size(); }
+  /// True when no record was ever forgotten: the window holds every record since the account
+  /// was opened (so it is the same under any larger capacity).
+  bool complete() const noexcept { return complete_; }
+  /// Marks the window as possibly missing older records (restored from a snapshot that does not
+  /// say it is complete).
+  void mark_incomplete() noexcept { complete_ = false; }
 
 private:
+  /// Points `index` at absolute position `pos` for `name` (unless empty).
+  static void index(std::unordered_map<std::string, std::size_t>& index, const std::string& name,
+                    std::size_t pos);
+  /// Removes `name` from `index` if it points at absolute position `pos`.
+  static void unindex(std::unordered_map<std::string, std::size_t>& index,
+                      const std::string& name, std::size_t pos);
+
   std::deque<pb::TxRecord> records_;
-  std::unordered_map<std::string, std::size_t> index_; // tx_id -> absolute position
-  std::size_t dropped_ = 0;                            // records forgotten so far
+  std::unordered_map<std::string, std::size_t> index_;     // tx_id -> absolute position
+  std::unordered_map<std::string, std::size_t> key_index_; // idempotency key -> absolute position
+  std::size_t dropped_ = 0;                                // records forgotten so far
+  bool complete_ = true;
 };
 
 /// The state of one account, rebuilt from its events only.
@@ -63,11 +85,11 @@ struct state {
 };
 
 /// The outcome of `decide`: events to append (possibly none), or a rejection, or a replay of a
-/// repeated txId's first outcome.
+/// repeated txId's or Idempotency-Key's first outcome.
 struct decision {
   std::vector<pb::Event> events;            ///< in order; seq = version + 1, + 2, ...
   std::optional<pb::Rejection> rejection;   ///< set: nothing may be appended
-  std::optional<pb::Event> replayed;        ///< set: a repeated txId; its original event
+  std::vector<pb::Event> replayed;          ///< non-empty: a repeat; the first outcome's events
 };
 
 /// The empty state of account `id` (not opened, version 0).
@@ -83,9 +105,22 @@ void evolve(state& s, const pb::Event& ev, const rules& r);
 /// Functional form: returns the state after `ev`.
 state evolved(state s, const pb::Event& ev, const rules& r);
 
-/// The snapshot of `s` and back. `from_snapshot(to_snapshot(s))` equals `s`.
+/// The snapshot of `s`.
 pb::Snapshot to_snapshot(const state& s);
-state from_snapshot(const pb::Snapshot& snap);
+
+/// True when restoring `snap` and applying the events after it gives the same state as applying
+/// every event under `r`: its remembered records cover `r.tx_window` (the window an account
+/// remembers must not depend on whether it has a snapshot). When false, recover from events.
+bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r);
+
+/// The state in `snap`, its window trimmed to `r.tx_window`. For a snapshot that
+/// `snapshot_covers_window(snap, r)`, `from_snapshot(to_snapshot(s), r)` equals `s` under `r`.
+state from_snapshot(const pb::Snapshot& snap, const rules& r);
+
+/// The fingerprint that tells whether a repeated Idempotency-Key came with the same request: a
+/// stable 64-bit hash (FNV-1a) of the command's deterministic Protobuf encoding without its
+/// key and its expected version (If-Match). Same route and same body values: same fingerprint.
+std::uint64_t request_fingerprint(const pb::Command& cmd);
 
 /// What GET /accounts/{id} shows of `s`.
 pb::AccountView view_of(const state& s);
@@ -105,5 +140,6 @@ bool valid_account_id(std::string_view id);
 bool valid_country(std::string_view code);   ///< ISO 3166-1 alpha-2, assigned codes
 bool valid_currency(std::string_view code);  ///< ISO 4217, active codes
 bool valid_phone(std::string_view number);   ///< '+' then 7-15 digits, spaces allowed
+bool valid_idempotency_key(std::string_view key); ///< 1-255 visible ASCII characters (0x21-0x7e)
 
 } // namespace kontor::account

@@ -70,6 +70,7 @@ constexpr bool is_id_char(char c) noexcept {
 constexpr std::size_t max_account_id_chars = 64;
 constexpr std::size_t min_phone_digits = 7;
 constexpr std::size_t max_phone_digits = 15;
+constexpr std::size_t max_idempotency_key_chars = 255;
 
 } // namespace
 
@@ -103,6 +104,11 @@ bool valid_phone(std::string_view number) {
     }
   }
   return !after_space && digits >= min_phone_digits;
+}
+
+bool valid_idempotency_key(std::string_view key) {
+  return !key.empty() && key.size() <= max_idempotency_key_chars
+         && std::ranges::all_of(key, [](char c) { return c >= 0x21 && c <= 0x7e; });
 }
 
 } // namespace kontor::account

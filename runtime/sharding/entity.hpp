@@ -32,9 +32,16 @@ class entity_logic {
 public:
   virtual ~entity_logic() = default;
 
+  /// What `restore` made of a snapshot.
+  enum class restored {
+    ok,         ///< the state is the snapshot's: recovery goes on with the events after it
+    outdated,   ///< readable but unfit under the current settings; the state is still the
+                ///< initial one: recovery replays every event from the first
+    unreadable, ///< the bytes cannot be read: the entity fails to start
+  };
+
   /// Recovery, phase 1: restores the state from a snapshot written by `snapshot()` as of `seq`.
-  /// Returns false when the bytes cannot be read (the entity then fails to start).
-  virtual bool restore(sequence_nr seq, std::string_view snapshot) = 0;
+  virtual restored restore(sequence_nr seq, std::string_view snapshot) = 0;
 
   /// Recovery, phase 2: applies one stored event. Returns false when it cannot be read.
   virtual bool recover(sequence_nr seq, std::string_view event) = 0;

@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "runtime/core/log.hpp"
 #include "runtime/persistence/journal.hpp"
 #include "runtime/sharding/internal.hpp"
 
@@ -23,10 +24,22 @@ epoch_ms now_ms() {
 
 caf::behavior running(self_ptr self);
 
+/// Recovery failed: answers the commands stashed meanwhile with `err`, then stops. (Left in
+/// the mailbox of a stopped actor they would only learn that it is gone.)
+caf::behavior failed(self_ptr self, caf::error err) {
+  return {
+    [=](entity_envelope&) -> caf::result<std::string> { return err; },
+    [=](stop_atom) { self->quit(err); },
+  };
+}
+
 /// Stops the entity because its stored data cannot be read; queued commands fail with it.
 void fail_recovery(self_ptr self, std::string why) {
-  self->quit(make_error(errc::recovery_failed,
-                        "entity " + self->state.id + " cannot recover: " + why));
+  auto message = "entity " + self->state.id + " cannot recover: " + why;
+  log(log_level::error, "entity", message);
+  self->become(failed(self, make_error(errc::recovery_failed, std::move(message))));
+  // Stashed commands come back before this, so each gets its answer first.
+  self->send(self, stop_atom::value);
 }
 
 void maybe_snapshot(self_ptr self) {
@@ -134,9 +147,17 @@ caf::behavior loading_snapshot(self_ptr self) {
       if (!snap)
         return fail_recovery(self, snap.error().message);
       if (*snap) {
-        if (!st.logic->restore((*snap)->seq, (*snap)->payload))
-          return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
-        st.seq = st.snapshot_seq = (*snap)->seq;
+        switch (st.logic->restore((*snap)->seq, (*snap)->payload)) {
+          case entity_logic::restored::ok:
+            st.seq = st.snapshot_seq = (*snap)->seq;
+            break;
+          case entity_logic::restored::outdated:
+            // Recover from the events alone. snapshot_seq stays 0, so a long history gets a
+            // snapshot fit for the current settings with its next persisted command.
+            break;
+          case entity_logic::restored::unreadable:
+            return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
+        }
       }
       self->become(replaying(self));
       self->send(self, replay_atom::value, st.seq + 1);

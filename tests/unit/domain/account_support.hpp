@@ -27,6 +27,14 @@ inline bool same(const google::protobuf::Message& a, const google::protobuf::Mes
   return google::protobuf::util::MessageDifferencer::Equals(a, b);
 }
 
+/// The bytes written as hex digits (stored bytes from an older build, for instance).
+inline std::string from_hex(std::string_view hex) {
+  std::string out;
+  for (std::size_t i = 0; i + 1 < hex.size(); i += 2)
+    out.push_back(static_cast<char>(std::stoi(std::string{hex.substr(i, 2)}, nullptr, 16)));
+  return out;
+}
+
 // ---------------------------------------------------------------- events (payload only)
 
 /// AccountOpened.
@@ -246,6 +254,12 @@ inline pb::Command expecting(pb::Command cmd, std::uint64_t version) {
   return cmd;
 }
 
+/// `cmd` with Idempotency-Key `key`.
+inline pb::Command keyed(pb::Command cmd, std::string key) {
+  cmd.set_idempotency_key(std::move(key));
+  return cmd;
+}
+
 /// `cmd` addressed to `id`.
 inline pb::Command for_account(pb::Command cmd, std::string id) {
   cmd.set_account_id(std::move(id));
@@ -270,14 +284,14 @@ inline void require_rejected(const decision& d, pb::RejectionCode code, std::str
   CHECK(d.rejection->field() == field);
   CHECK_FALSE(d.rejection->message().empty());
   CHECK(d.events.empty());
-  CHECK_FALSE(d.replayed.has_value());
+  CHECK(d.replayed.empty());
 }
 
 /// Requires `d` to accept with `count` events and returns them (a copy: `d` may be a temporary).
 inline std::vector<pb::Event> require_accepted(const decision& d, std::size_t count) {
   if (d.rejection)
     FAIL("rejected: " << d.rejection->ShortDebugString());
-  CHECK_FALSE(d.replayed.has_value());
+  CHECK(d.replayed.empty());
   REQUIRE(d.events.size() == count);
   return d.events;
 }
@@ -314,15 +328,32 @@ inline void require_same_state(const state& a, const state& b) {
   CHECK(a.version == b.version);
   CHECK(a.opened_at_ms == b.opened_at_ms);
   CHECK(a.last_at_ms == b.last_at_ms);
+  CHECK(a.recent_txs.complete() == b.recent_txs.complete());
   REQUIRE(a.recent_txs.size() == b.recent_txs.size());
-  for (std::size_t i = 0; i < a.recent_txs.size(); ++i) {
-    const auto& rec = a.recent_txs.records()[i];
+  const auto& records = a.recent_txs.records();
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    const auto& rec = records[i];
     CHECK(same(rec, b.recent_txs.records()[i]));
-    // The index agrees with the records in both states.
-    CHECK(a.recent_txs.find(rec.tx_id()) == &rec);
-    const auto* other = b.recent_txs.find(rec.tx_id());
-    REQUIRE(other != nullptr);
-    CHECK(same(rec, *other));
+    // The indexes agree with the records in both states: a txId or key finds its newest record.
+    auto newest = [&](auto name_of) {
+      for (auto j = i + 1; j < records.size(); ++j)
+        if (name_of(records[j]) == name_of(rec))
+          return false;
+      return true;
+    };
+    if (!rec.tx_id().empty() && newest([](const pb::TxRecord& x) { return x.tx_id(); })) {
+      CHECK(a.recent_txs.find(rec.tx_id()) == &rec);
+      const auto* other = b.recent_txs.find(rec.tx_id());
+      REQUIRE(other != nullptr);
+      CHECK(same(rec, *other));
+    }
+    if (!rec.idempotency_key().empty()
+        && newest([](const pb::TxRecord& x) { return x.idempotency_key(); })) {
+      CHECK(a.recent_txs.find_key(rec.idempotency_key()) == &rec);
+      const auto* other = b.recent_txs.find_key(rec.idempotency_key());
+      REQUIRE(other != nullptr);
+      CHECK(same(rec, *other));
+    }
   }
 }
 

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <charconv>
+#include <future>
 
 #include "runtime/persistence/lmdb_journal.hpp"
 #include "runtime/sharding/messages.hpp"
@@ -25,13 +26,15 @@ std::int64_t to_i64(std::string_view s) {
 /// Commands: "add N" (appends event "N") or "get". Replies: "sum/count". Snapshot: "sum/count".
 class counter final : public sharding::entity_logic {
 public:
-  bool restore(sequence_nr seq, std::string_view snap) override {
+  restored restore(sequence_nr seq, std::string_view snap) override {
     auto slash = snap.find('/');
     if (slash == std::string_view::npos)
-      return false;
+      return restored::unreadable;
+    if (snapshots_outdated)
+      return restored::outdated;
     sum_ = to_i64(snap.substr(0, slash));
     count_ = to_i64(snap.substr(slash + 1));
-    return static_cast<sequence_nr>(count_) == seq;
+    return static_cast<sequence_nr>(count_) == seq ? restored::ok : restored::unreadable;
   }
   bool recover(sequence_nr, std::string_view ev) override {
     sum_ += to_i64(ev);
@@ -56,6 +59,8 @@ public:
     return std::to_string(sum_) + "/" + std::to_string(count_);
   }
   inline static std::atomic<int> recovered_events{0};
+  /// Makes restore answer `outdated` (a snapshot written under other settings).
+  inline static std::atomic<bool> snapshots_outdated{false};
 
 private:
   std::int64_t sum_ = 0, count_ = 0, pending_ = 0;
@@ -191,6 +196,86 @@ TEST_CASE("recovery from snapshot + events equals recovery from events alone", "
   // The snapshot really was used: only the 7 events after it were replayed.
   CHECK(replayed_with_snapshot == 7);
   CHECK(replayed_without == 257);
+}
+
+TEST_CASE("an outdated snapshot is passed over: recovery replays every event, then snapshots",
+          "[sharding]") {
+  fixture f{50}; // a snapshot every 50 events
+  for (int i = 1; i <= 120; ++i)
+    REQUIRE(f.ask("o", "add 1") == std::to_string(i) + "/" + std::to_string(i));
+  REQUIRE(test::wait_until([&] {
+    auto snap = f.journal->load_snapshot("o");
+    return snap && snap->has_value() && (*snap)->seq == 100;
+  }));
+
+  // A fresh region on the same journal whose entities find every snapshot outdated.
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  counter::recovered_events = 0;
+  counter::snapshots_outdated = true;
+  auto state = f.ask("o", "get");
+  auto replayed = counter::recovered_events.load();
+  counter::snapshots_outdated = false;
+  CHECK(state == "120/120");
+  CHECK(replayed == 120); // from the first event, not from the snapshot at 100
+
+  // The history is longer than snapshot_every, so the next command writes a fresh snapshot.
+  CHECK(f.ask("o", "add 1") == "121/121");
+  REQUIRE(test::wait_until([&] {
+    auto snap = f.journal->load_snapshot("o");
+    return snap && snap->has_value() && (*snap)->seq == 121;
+  }));
+}
+
+TEST_CASE("an entity that cannot recover fails every command queued behind it, writing nothing",
+          "[sharding]") {
+  fixture f;
+  REQUIRE(f.ask("bad", "add 1") == "1/1");
+  // An unreadable snapshot (no '/') as if written by a broken build, then a fresh region.
+  std::promise<bool> saved;
+  f.journal->save_snapshot_async({"bad", 1, "garbage"},
+                                 [&](persistence::expected<void> r) { saved.set_value(bool(r)); });
+  REQUIRE(saved.get_future().get());
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  auto live_before = f.stats->live_entities.load(); // a region's exit does not count its own down
+
+  // Commands sent at once: the first starts the recovery, the rest queue behind it. Each gets
+  // the reason; one that reaches the entity after it stopped (before its shard saw it go) gets
+  // request_receiver_down. Neither was decided.
+  auto is_recovery_failed = [](const caf::error& e) {
+    return e.category() == sharding::error_category
+           && e.code() == static_cast<std::uint8_t>(sharding::errc::recovery_failed);
+  };
+  caf::scoped_actor self{*f.sys};
+  std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> handles;
+  for (int i = 0; i < 20; ++i)
+    handles.push_back(self->request(f.region, 10s, sharding::entity_envelope{"bad", "add 1"}));
+  int recovery_failed = 0;
+  for (auto& h : handles)
+    h.receive([&](std::string& r) { FAIL("answered " << r); },
+              [&](caf::error& e) {
+                INFO(f.sys->render(e));
+                if (is_recovery_failed(e)) {
+                  ++recovery_failed;
+                  CHECK(sharding::error_message(e)
+                        == "entity bad cannot recover: unreadable snapshot at 1");
+                } else {
+                  CHECK(e == caf::sec::request_receiver_down);
+                }
+              });
+  CHECK(recovery_failed >= 1);
+  // Every later command fails the same way (each starts a new incarnation), and nothing was
+  // written.
+  REQUIRE(test::wait_until([&] { return f.stats->live_entities == live_before; }));
+  self->request(f.region, 10s, sharding::entity_envelope{"bad", "add 1"})
+    .receive([&](std::string& r) { FAIL("answered " << r); },
+             [&](caf::error& e) { CHECK(is_recovery_failed(e)); });
+  auto events = f.journal->replay("bad", 1, 100);
+  REQUIRE(events);
+  CHECK(events->size() == 1);
 }
 
 TEST_CASE("idle entities passivate and come back with their state", "[sharding]") {
