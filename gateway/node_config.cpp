@@ -186,12 +186,48 @@ std::vector<option> options() {
     {"tx-window", std::to_string(d.tx_window),
      "accepted txIds remembered per account for idempotency",
      int_setter(&node_config::tx_window, 1, 1'000'000)},
-    {"cluster-port", std::to_string(d.cluster_port), "cluster port (0: no cluster)",
+    {"cluster-port", std::to_string(d.cluster_port), "cluster port (0: a single node, no cluster)",
      int_setter(&node_config::cluster_port, 0, 65535)},
-    {"seeds", "", "seed nodes host:port,... (empty: single node)",
+    {"cluster-bind-address", d.cluster_bind_address, "address the cluster port listens on",
+     string_setter(&node_config::cluster_bind_address)},
+    {"cluster-advertise-address", d.cluster_advertise_address,
+     "host name or address other nodes reach this one at (empty: the bind address, or this "
+     "host's name when binding to all)",
+     [](node_config& c, const std::string&, const std::string& t) { c.cluster_advertise_address = t; }},
+    {"seeds", "", "seed nodes host:port,... (a host may resolve to several addresses)",
      [](node_config& c, const std::string& n, const std::string& t) {
        c.seeds = t.empty() ? std::vector<std::string>{} : to_seeds(n, t);
      }},
+    {"cluster-secret", "", "shared secret: a node with another one is refused",
+     [](node_config& c, const std::string&, const std::string& t) { c.cluster_secret = t; }},
+    {"seed-timeout", ms_text(d.seed_timeout),
+     "the first seed forms a new cluster when no other seed answered for this long",
+     duration_setter(&node_config::seed_timeout, 100)},
+    {"heartbeat-interval", ms_text(d.heartbeat_interval), "heartbeats to every member this often",
+     duration_setter(&node_config::heartbeat_interval, 10)},
+    {"failure-threshold", "8", "phi above which a member is unreachable",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       c.failure_threshold = static_cast<double>(to_int(n, t, 1, 100));
+     }},
+    {"acceptable-heartbeat-pause", ms_text(d.acceptable_heartbeat_pause),
+     "heartbeat pause tolerated before phi rises (GC-free C++ needs little)",
+     duration_setter(&node_config::acceptable_heartbeat_pause, 0)},
+    {"stable-after", ms_text(d.stable_after),
+     "unreachable members are downed (or this node exits, on the minority side) after the "
+     "reachability view was stable this long",
+     duration_setter(&node_config::stable_after, 100)},
+    {"rebalance-interval", ms_text(d.rebalance_interval),
+     "how often the coordinator moves shards to even out their spread",
+     duration_setter(&node_config::rebalance_interval, 100)},
+    {"max-simultaneous-rebalance", std::to_string(d.max_simultaneous_rebalance),
+     "most shards moving at once",
+     int_setter(&node_config::max_simultaneous_rebalance, 1, 4096)},
+    {"route-timeout", ms_text(d.route_timeout),
+     "longest a request waits for its shard (moving, owner unreachable) before 503",
+     duration_setter(&node_config::route_timeout, 10)},
+    {"route-buffer", std::to_string(d.route_buffer),
+     "requests a node holds while their shards move or the coordinator moves (more: 503)",
+     int_setter(&node_config::route_buffer, 1, 10'000'000)},
   };
 }
 

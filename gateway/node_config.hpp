@@ -42,9 +42,21 @@ struct node_config {
   std::int64_t max_limit = 1'000'000'000'000;
   std::int64_t max_amount = 1'000'000'000'000;
   std::size_t tx_window = 1024;
-  // cluster (the cluster issue builds on these)
-  unsigned short cluster_port = 0;
+  // cluster
+  unsigned short cluster_port = 0;                 ///< 0: a single node, no cluster port
+  std::string cluster_bind_address = "0.0.0.0";
+  std::string cluster_advertise_address;           ///< empty: the bind address, or the host name
   std::vector<std::string> seeds;
+  std::string cluster_secret;
+  std::chrono::milliseconds seed_timeout{5'000};
+  std::chrono::milliseconds heartbeat_interval{200};
+  double failure_threshold = 8.0;
+  std::chrono::milliseconds acceptable_heartbeat_pause{800};
+  std::chrono::milliseconds stable_after{3'000};
+  std::chrono::milliseconds rebalance_interval{2'000};
+  std::size_t max_simultaneous_rebalance = 4;
+  std::chrono::milliseconds route_timeout{3'000};
+  std::size_t route_buffer = 10'000;
 };
 
 /// What `parse_node_config` can end with besides a config.
