@@ -45,7 +45,7 @@ typename Inspector::result_type inspect(Inspector& f, event_batch& x) {
 
 } // namespace kontor::projection
 
-CAF_BEGIN_TYPE_ID_BLOCK(kontor_projection, caf::id_block::kontor_stream::end)
+CAF_BEGIN_TYPE_ID_BLOCK(kontor_projection, caf::first_custom_type_id + 300)
   CAF_ADD_TYPE_ID(kontor_projection, (kontor::projection::shard_positions))
   CAF_ADD_TYPE_ID(kontor_projection, (kontor::projection::event_batch))
 CAF_END_TYPE_ID_BLOCK(kontor_projection)

@@ -12,7 +12,6 @@
 #include <caf/type_id.hpp>
 
 #include "runtime/persistence/journal.hpp"
-#include "runtime/sharding/messages.hpp"
 
 namespace kontor::persistence {
 
@@ -85,7 +84,7 @@ using read_shards_atom = caf::atom_constant<caf::atom("sl_read")>;
 
 } // namespace kontor::stream
 
-CAF_BEGIN_TYPE_ID_BLOCK(kontor_stream, caf::id_block::kontor::end)
+CAF_BEGIN_TYPE_ID_BLOCK(kontor_stream, caf::first_custom_type_id + 200)
   CAF_ADD_TYPE_ID(kontor_stream, (kontor::persistence::stored_event))
   CAF_ADD_TYPE_ID(kontor_stream, (kontor::persistence::snapshot))
   CAF_ADD_TYPE_ID(kontor_stream, (kontor::stream::shard_cursor))
