@@ -266,17 +266,24 @@ std::optional<std::int64_t> parse_time(std::string_view t) {
     }
     return v;
   };
+  auto days_in = [](int year, int month) {
+    static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : days[month - 1];
+  };
   if (t.size() < 20 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't')
       || t[13] != ':' || t[16] != ':')
     return std::nullopt;
   auto y = digits(0, 4), mo = digits(5, 2), d = digits(8, 2), h = digits(11, 2),
        mi = digits(14, 2), s = digits(17, 2);
-  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23
-      || *mi > 59 || *s > 60)
+  // Second 60 is a leap second (RFC 3339 allows it): it counts as the next second's start.
+  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > days_in(*y, *mo)
+      || *h > 23 || *mi > 59 || *s > 60)
     return std::nullopt;
   std::size_t pos = 19;
   std::int64_t ms = 0;
   if (pos < t.size() && t[pos] == '.') {
+    // Any number of digits; those below a millisecond are cut off (events are stamped in ms).
     ++pos;
     int scale = 100, n = 0;
     while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') {
