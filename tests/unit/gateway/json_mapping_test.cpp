@@ -76,3 +76,20 @@ TEST_CASE("numbers must be integers in range", "[json]") {
   CHECK(parse_object("[]", obj)->code == "malformed_json");
   CHECK(parse_object("{\"a\":", obj)->code == "malformed_json");
 }
+
+TEST_CASE("a key twice in one object is malformed JSON, at any depth", "[json]") {
+  boost::json::object obj;
+  for (auto body : {R"({"amount":1,"amount":7})", R"({"a":1,"b":{"city":"x","city":"y"}})",
+                    R"({"a":[{"k":1},{"k":2,"k":3}]})", R"({"a\u0062":1,"ab":2})",
+                    R"({"a":{"b":{"c":{"d":1,"d":1}}}})"}) {
+    INFO(body);
+    auto err = parse_object(body, obj);
+    REQUIRE(err);
+    CHECK(err->code == "malformed_json");
+  }
+  CHECK(parse_object(R"({"amount":1,"amount":7})", obj)->message.find("amount")
+        != std::string::npos);
+  // The same key in different objects, or as a value, is fine.
+  REQUIRE_FALSE(parse_object(R"({"k":{"k":1},"a":[{"k":1},{"k":2}],"b":"k"})", obj));
+  CHECK(obj.at("k").at("k") == 1);
+}
