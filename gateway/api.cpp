@@ -50,8 +50,10 @@ http_response unreadable_event(const std::string& id, sequence_nr seq) {
 }
 
 http_response method_not_allowed(std::string_view allow) {
-  auto r = error_response(405, "method_not_allowed", "allowed: " + std::string(allow));
-  r.headers.emplace_back("Allow", std::string(allow));
+  // Every GET route answers HEAD too (RFC 9110 9.3.2).
+  std::string methods = allow == "GET" ? "GET, HEAD" : std::string(allow);
+  auto r = error_response(405, "method_not_allowed", "allowed: " + methods);
+  r.headers.emplace_back("Allow", std::move(methods));
   return r;
 }
 
@@ -246,6 +248,8 @@ std::string route_label(const std::string& method, const target_parts& t) {
 
 void api::operator()(http_request&& req, responder respond) const {
   auto target = split_target(req.target);
+  // HEAD is GET without the body; the server leaves the body out (RFC 9110 9.3.2).
+  const std::string method = req.method == "HEAD" ? "GET" : req.method;
   if (ctx_.metrics) {
     // Count every answer by route template and status.
     respond = [label = route_label(req.method, target), metrics = ctx_.metrics,
@@ -258,7 +262,6 @@ void api::operator()(http_request&& req, responder respond) const {
     };
   }
   const auto& seg = target.segments;
-  const auto& method = req.method;
 
   auto fail = [&](http_response r) { respond(std::move(r)); };
 
