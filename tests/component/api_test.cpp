@@ -1,5 +1,8 @@
 // The command and query routes of API.md against a real node.
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <tuple>
 
 #include "tests/component/node_fixture.hpp"
@@ -372,6 +375,40 @@ TEST_CASE("query names, values and path segments are percent-decoded", "[api]") 
   CHECK(c.get("/%61ccounts/a%2db/events").status == 200);
   CHECK(c.post("/accounts/a%2Db/transactions", tx_body("y", "deposit", 1)).status == 201);
   CHECK(c.get("/accounts/a-b?consistent=true&asOf=not+a+time").status == 400);
+}
+
+TEST_CASE("GET /metrics passes Prometheus's own linter (promtool check metrics)", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("m", 0)).status == 201);
+  REQUIRE(c.post("/accounts/m/transactions", tx_body("m1", "deposit", 5)).status == 201);
+  REQUIRE(c.post("/accounts/m/transactions", tx_body("m2", "purchase", 50)).status == 400);
+  REQUIRE(c.get("/nowhere").status == 404);
+  // Every family is there once the read model has applied an event.
+  REQUIRE(wait_until([&] { return c.get("/accounts/m").status == 200; }));
+  auto r = c.get("/metrics");
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type").rfind("text/plain", 0) == 0);
+  for (auto family : {"kontor_http_requests_total", "kontor_journal_commit_seconds",
+                      "kontor_projection_lag_seconds", "kontor_projection_last_event_lag_seconds",
+                      "kontor_projection_lag_events", "kontor_projection_offset"}) {
+    INFO(family);
+    CHECK(r.body.find("\n# TYPE " + std::string(family) + " ") != std::string::npos);
+  }
+
+  temp_dir dir{"kontor-promtool"};
+  auto exposition = dir.path() / "metrics.txt";
+  auto report = dir.path() / "promtool.txt";
+  std::ofstream(exposition) << r.body;
+  REQUIRE(std::system("command -v promtool > /dev/null") == 0); // scripts/setup.sh installs it
+  auto status = std::system(("promtool check metrics < " + exposition.string() + " > "
+                             + report.string() + " 2>&1")
+                              .c_str());
+  std::ifstream in(report);
+  std::string problems((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO("promtool: " << problems << "\nexposition:\n" << r.body);
+  CHECK(status == 0);
+  CHECK(problems.empty());
 }
 
 TEST_CASE("health and readiness", "[api]") {
