@@ -225,9 +225,10 @@ bool raw_connection::read_until(std::string_view needle, std::chrono::millisecon
   return true;
 }
 
-std::vector<http_result> take_responses(std::string& bytes, const std::vector<bool>& bodiless) {
+std::vector<http_result> take_responses(std::string& bytes, const std::vector<bool>& bodiless,
+                                        std::size_t max) {
   std::vector<http_result> out;
-  for (;;) {
+  while (out.size() < max) {
     auto header_end = bytes.find("\r\n\r\n");
     if (header_end == std::string::npos)
       return out;
@@ -266,6 +267,7 @@ std::vector<http_result> take_responses(std::string& bytes, const std::vector<bo
     bytes.erase(0, body_start + length);
     out.push_back(std::move(res));
   }
+  return out;
 }
 
 } // namespace kontor::test

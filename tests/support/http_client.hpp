@@ -102,9 +102,10 @@ private:
   std::string received_;
 };
 
-/// The complete HTTP/1.1 responses at the start of `bytes`, framed by Content-Length, removed
-/// from it. `bodiless[i]` says that the i-th response answers a HEAD (a Content-Length but no
-/// body); an interim 1xx response is returned like any other.
-std::vector<http_result> take_responses(std::string& bytes, const std::vector<bool>& bodiless = {});
+/// The complete HTTP/1.1 responses at the start of `bytes` (at most `max`), framed by
+/// Content-Length, removed from it. `bodiless[i]` says that the i-th response answers a HEAD (a
+/// Content-Length but no body); an interim 1xx response is returned like any other.
+std::vector<http_result> take_responses(std::string& bytes, const std::vector<bool>& bodiless = {},
+                                        std::size_t max = std::size_t(-1));
 
 } // namespace kontor::test
