@@ -17,6 +17,8 @@ namespace {
 
 constexpr std::size_t max_events_page = 1000;
 constexpr std::size_t default_events_page = 100;
+constexpr std::string_view invalid_id_message =
+  "id must be 1-64 characters of A-Z a-z 0-9 . _ - (and not . or ..)";
 
 /// How a successful command answer is shown.
 enum class answer_shape {
@@ -247,7 +249,8 @@ std::optional<std::uint64_t> integer_param(std::string_view query, std::string_v
 }
 
 /// `from` of a page (offset or seq): 0 and absent both mean from the beginning, which is 1.
-std::optional<std::uint64_t> from_param(std::string_view query, std::optional<http_response>& error) {
+std::optional<std::uint64_t> from_param(std::string_view query,
+                                        std::optional<http_response>& error) {
   auto from = integer_param(query, "from", 0, error);
   return std::max<std::uint64_t>(from.value_or(1), 1);
 }
@@ -357,8 +360,7 @@ void api::operator()(http_request&& req, responder respond) const {
     if (!id.empty())
       cmd.set_account_id(std::string(id));
     if (!account::valid_account_id(cmd.account_id()))
-      return fail(error_response(400, "invalid_field",
-                                 "id must be 1-64 characters of A-Z a-z 0-9 . _ - (not . or ..)", "id"));
+      return fail(error_response(400, "invalid_field", invalid_id_message, "id"));
     send(std::move(cmd), shape);
   };
 
@@ -400,8 +402,7 @@ void api::operator()(http_request&& req, responder respond) const {
 
   std::string_view id = seg[1];
   if (!account::valid_account_id(id))
-    return fail(error_response(400, "invalid_field", "id must be 1-64 characters of A-Z a-z 0-9 . _ - (not . or ..)",
-                               "id"));
+    return fail(error_response(400, "invalid_field", invalid_id_message, "id"));
 
   if (seg.size() == 2) {
     if (method != "GET")

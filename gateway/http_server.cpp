@@ -73,12 +73,13 @@ private:
       return on_read({}, 0);
     // RFC 9110 10.1.1: a client that sent Expect: 100-continue waits for this before the body.
     if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
-      return asio::async_write(stream_, asio::buffer(continue_interim.data(), continue_interim.size()),
-                               [self = shared_from_this()](beast::error_code wec, std::size_t) {
-                                 if (wec)
-                                   return self->close();
-                                 self->read_body();
-                               });
+      return asio::async_write(
+        stream_, asio::buffer(continue_interim.data(), continue_interim.size()),
+        [self = shared_from_this()](beast::error_code wec, std::size_t) {
+          if (wec)
+            return self->close();
+          self->read_body();
+        });
     }
     read_body();
   }
