@@ -1,5 +1,6 @@
 #include "gateway/api.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <exception>
 #include <vector>
@@ -17,6 +18,8 @@ namespace {
 
 constexpr std::size_t max_events_page = 1000;
 constexpr std::size_t default_events_page = 100;
+constexpr std::string_view invalid_id_message =
+  "id must be 1-64 characters of A-Z a-z 0-9 . _ - (and not . or ..)";
 
 /// How a successful command answer is shown.
 enum class answer_shape {
@@ -51,8 +54,10 @@ http_response unreadable_event(const std::string& id, sequence_nr seq) {
 }
 
 http_response method_not_allowed(std::string_view allow) {
-  auto r = error_response(405, "method_not_allowed", "allowed: " + std::string(allow));
-  r.headers.emplace_back("Allow", std::string(allow));
+  // Every GET route answers HEAD too (RFC 9110 9.3.2).
+  std::string methods = allow == "GET" ? "GET, HEAD" : std::string(allow);
+  auto r = error_response(405, "method_not_allowed", "allowed: " + methods);
+  r.headers.emplace_back("Allow", std::move(methods));
   return r;
 }
 
@@ -148,10 +153,38 @@ http_response to_http(answer_shape shape, entity_answer answer) {
   return r;
 }
 
-/// The path split at '/', and the query string.
+/// Percent-decodes `in` into `out` (RFC 3986 2.1; `+` is a space when `plus_is_space`, as HTML
+/// forms and URL encoders write queries). False for a `%` not followed by two hex digits.
+bool percent_decode(std::string_view in, bool plus_is_space, std::string& out) {
+  auto hex = [](char c) {
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+      return c - 'A' + 10;
+    return -1;
+  };
+  out.clear();
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%') {
+      if (i + 2 >= in.size() || hex(in[i + 1]) < 0 || hex(in[i + 2]) < 0)
+        return false;
+      out += static_cast<char>(hex(in[i + 1]) * 16 + hex(in[i + 2]));
+      i += 2;
+    } else {
+      out += plus_is_space && in[i] == '+' ? ' ' : in[i];
+    }
+  }
+  return true;
+}
+
+/// The path split at '/' into percent-decoded segments (so "%2F" inside one stays in it), and
+/// the raw query string.
 struct target_parts {
-  std::vector<std::string_view> segments;
+  std::vector<std::string> segments;
   std::string_view query;
+  bool malformed = false; ///< a bad percent escape in the path
 };
 
 target_parts split_target(std::string_view target) {
@@ -162,25 +195,39 @@ target_parts split_target(std::string_view target) {
     target = target.substr(0, q);
   }
   std::size_t pos = 0;
+  std::string decoded;
   while (pos < target.size()) {
     auto next = target.find('/', pos);
     if (next == std::string_view::npos)
       next = target.size();
-    if (next > pos)
-      out.segments.push_back(target.substr(pos, next - pos));
+    if (next > pos) {
+      if (!percent_decode(target.substr(pos, next - pos), false, decoded))
+        out.malformed = true;
+      out.segments.push_back(decoded);
+    }
     pos = next + 1;
   }
   return out;
 }
 
-/// The value of query parameter `name` (not percent-decoded; our values never need it), if any.
-std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+/// Whether every name and value of `query` percent-decodes.
+bool valid_query(std::string_view query) {
+  std::string ignored;
+  return percent_decode(query, true, ignored);
+}
+
+/// The percent-decoded value of query parameter `name` (first occurrence), if any.
+std::optional<std::string> query_param(std::string_view query, std::string_view name) {
+  std::string key, value;
   while (!query.empty()) {
     auto amp = query.find('&');
     auto item = query.substr(0, amp);
     auto eq = item.find('=');
-    if (item.substr(0, eq) == name)
-      return eq == std::string_view::npos ? std::string_view{} : item.substr(eq + 1);
+    if (percent_decode(item.substr(0, eq), true, key) && key == name) {
+      if (eq == std::string_view::npos || !percent_decode(item.substr(eq + 1), true, value))
+        return std::string{};
+      return value;
+    }
     if (amp == std::string_view::npos)
       break;
     query = query.substr(amp + 1);
@@ -188,21 +235,38 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
   return std::nullopt;
 }
 
-/// A query parameter that must be a positive integer; nullopt when absent, error when bad.
-std::optional<std::uint64_t> positive_param(std::string_view query, std::string_view name,
-                                            std::optional<http_response>& error) {
+/// A query parameter that must be an integer >= `min`; nullopt when absent, error when bad.
+std::optional<std::uint64_t> integer_param(std::string_view query, std::string_view name,
+                                           std::uint64_t min, std::optional<http_response>& error) {
   auto text = query_param(query, name);
   if (!text)
     return std::nullopt;
   std::uint64_t v = 0;
   auto [p, ec] = std::from_chars(text->data(), text->data() + text->size(), v);
-  if (ec != std::errc{} || p != text->data() + text->size() || v == 0) {
+  if (ec != std::errc{} || p != text->data() + text->size() || v < min) {
     error = error_response(400, "invalid_parameter",
-                           "query parameter '" + std::string(name) + "' must be a positive integer",
+                           "query parameter '" + std::string(name) + "' must be "
+                             + (min == 0 ? "a non-negative" : "a positive") + " integer",
                            name);
     return std::nullopt;
   }
   return v;
+}
+
+/// `from` of a page (offset or seq): 0 and absent both mean from the beginning, which is 1.
+std::optional<std::uint64_t> from_param(std::string_view query,
+                                        std::optional<http_response>& error) {
+  auto from = integer_param(query, "from", 0, error);
+  return std::max<std::uint64_t>(from.value_or(1), 1);
+}
+
+/// GET /accounts/{id}?asOf=: an RFC 3339 time. A `+` of an offset that a URL decoder turned into
+/// a space (the client did not encode it as %2B) is read as the `+` it was.
+std::optional<std::int64_t> as_of_param(std::string text) {
+  if (auto at = parse_time(text))
+    return at;
+  std::replace(text.begin(), text.end(), ' ', '+');
+  return parse_time(text);
 }
 
 /// If-Match: "7", 7 or W/"7"; "*" means any version.
@@ -251,6 +315,8 @@ std::string route_label(const std::string& method, const target_parts& t) {
 
 void api::operator()(http_request&& req, responder respond) const {
   auto target = split_target(req.target);
+  // HEAD is GET without the body; the server leaves the body out (RFC 9110 9.3.2).
+  const std::string method = req.method == "HEAD" ? "GET" : req.method;
   if (ctx_.metrics) {
     // Count every answer by route template and status.
     respond = [label = route_label(req.method, target), metrics = ctx_.metrics,
@@ -263,9 +329,12 @@ void api::operator()(http_request&& req, responder respond) const {
     };
   }
   const auto& seg = target.segments;
-  const auto& method = req.method;
 
   auto fail = [&](http_response r) { respond(std::move(r)); };
+  if (target.malformed || !valid_query(target.query))
+    return fail(error_response(400, "bad_request",
+                               "the request target has a malformed percent-encoding (% then two "
+                               "hex digits)"));
 
   // Sends `cmd` (account id already set) to its entity and answers with `shape`.
   auto send = [&](account::pb::Command&& cmd, answer_shape shape) {
@@ -303,8 +372,7 @@ void api::operator()(http_request&& req, responder respond) const {
     if (!id.empty())
       cmd.set_account_id(std::string(id));
     if (!account::valid_account_id(cmd.account_id()))
-      return fail(error_response(400, "invalid_field",
-                                 "id must be 1-64 characters of A-Z a-z 0-9 . _ -", "id"));
+      return fail(error_response(400, "invalid_field", invalid_id_message, "id"));
     send(std::move(cmd), shape);
   };
 
@@ -346,14 +414,13 @@ void api::operator()(http_request&& req, responder respond) const {
 
   std::string_view id = seg[1];
   if (!account::valid_account_id(id))
-    return fail(error_response(400, "invalid_field", "id must be 1-64 characters of A-Z a-z 0-9 . _ -",
-                               "id"));
+    return fail(error_response(400, "invalid_field", invalid_id_message, "id"));
 
   if (seg.size() == 2) {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
     if (auto as_of = query_param(target.query, "asOf")) {
-      auto at = parse_time(*as_of);
+      auto at = as_of_param(std::move(*as_of));
       if (!at)
         return fail(error_response(400, "invalid_parameter",
                                    "asOf must be an RFC 3339 time, e.g. 2026-11-22T10:00:00Z", "asOf"));
@@ -391,11 +458,11 @@ void api::operator()(http_request&& req, responder respond) const {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
     std::optional<http_response> bad;
-    auto from = positive_param(target.query, "from", bad);
-    auto limit = positive_param(target.query, "limit", bad);
+    auto from = from_param(target.query, bad);
+    auto limit = integer_param(target.query, "limit", 1, bad);
     if (bad)
       return fail(std::move(*bad));
-    return events_query(std::string(id), from.value_or(1),
+    return events_query(std::string(id), *from,
                         std::min<std::size_t>(limit.value_or(default_events_page), max_events_page),
                         std::move(respond));
   }
@@ -447,10 +514,11 @@ http_response api::read_model_query(const std::string& what, std::string_view id
   }
   // The feed: from the beginning (no `after`, or from=0), or after a cursor it gave.
   std::optional<http_response> bad;
-  auto limit = positive_param(query, "limit", bad);
+  auto from = integer_param(query, "from", 0, bad);
+  auto limit = integer_param(query, "limit", 1, bad);
   if (bad)
     return std::move(*bad);
-  if (auto from = query_param(query, "from"); from && *from != "0")
+  if (from && *from != 0)
     return error_response(400, "invalid_parameter",
                           "from: only 0 (the beginning) is accepted; continue with after=<next> "
                           "from the previous page",

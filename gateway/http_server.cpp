@@ -1,5 +1,6 @@
 #include "gateway/http_server.hpp"
 
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -9,6 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -22,6 +24,12 @@ using tcp = asio::ip::tcp;
 namespace {
 
 constexpr std::size_t header_limit = 16 * 1024;
+
+/// How long a closing connection keeps reading (and dropping) what the client still sends, so
+/// that the answers already written reach it (see session::linger).
+constexpr std::chrono::seconds linger_timeout{2};
+
+constexpr std::string_view continue_interim = "HTTP/1.1 100 Continue\r\n\r\n";
 
 std::string error_body(const char* code, const std::string& message) {
   // Fixed texts only (no user input), so no escaping is needed.
@@ -44,7 +52,39 @@ private:
     parser_.emplace();
     parser_->body_limit(settings_.body_limit);
     parser_->header_limit(header_limit);
+    head_ = false;
     stream_.expires_after(settings_.read_timeout);
+    // The header first: Host is checked and 100-continue answered before the body is read. A
+    // Content-Length over the body limit already fails here, so a 413 does not wait for a body.
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+  }
+
+  void on_header(beast::error_code ec, std::size_t) {
+    if (ec)
+      return on_read(ec, 0);
+    const auto& req = parser_->get();
+    // RFC 9112 3.2: an HTTP/1.1 request without Host, or any request with two, is a 400.
+    auto hosts = req.count(http::field::host);
+    if (hosts > 1 || (hosts == 0 && req.version() >= 11))
+      return reject(400, error_body("bad_request",
+                                    "an HTTP/1.1 request needs exactly one Host header"));
+    if (parser_->is_done())
+      return on_read({}, 0);
+    // RFC 9110 10.1.1: a client that sent Expect: 100-continue waits for this before the body.
+    if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
+      return asio::async_write(
+        stream_, asio::buffer(continue_interim.data(), continue_interim.size()),
+        [self = shared_from_this()](beast::error_code wec, std::size_t) {
+          if (wec)
+            return self->close();
+          self->read_body();
+        });
+    }
+    read_body();
+  }
+
+  void read_body() {
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&session::on_read, shared_from_this()));
   }
@@ -65,6 +105,7 @@ private:
       return reject(400, error_body("bad_request", "malformed HTTP request"));
     auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
+    head_ = req.method() == http::verb::head;
     http_request out;
     out.method = std::string(req.method_string());
     out.target = std::string(req.target());
@@ -103,14 +144,45 @@ private:
     res_.body() = std::move(resp.body);
     res_.prepare_payload();
     stream_.expires_after(settings_.read_timeout);
+    if (head_) {
+      // The header a GET would get, Content-Length included, and no body (RFC 9110 9.3.2).
+      serializer_.emplace(res_);
+      return http::async_write_header(stream_, *serializer_,
+                                      beast::bind_front_handler(&session::on_write,
+                                                                shared_from_this()));
+    }
     http::async_write(stream_, res_,
                       beast::bind_front_handler(&session::on_write, shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
-    if (ec || !keep_alive_)
+    serializer_.reset();
+    if (ec)
       return close();
+    if (!keep_alive_)
+      return linger();
     read_request();
+  }
+
+  /// Closes without losing answers. Closing a socket with unread input makes the kernel send a
+  /// reset, and a reset makes the client's kernel drop the answers it has not read yet (after a
+  /// 400 in a pipeline, those of every request before it). So: send FIN after the last answer,
+  /// read and drop what the client still sends until it closes or linger_timeout passes, close.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(linger_timeout);
+    drain_ = std::make_unique<char[]>(drain_size);
+    drain();
+  }
+
+  void drain() {
+    stream_.async_read_some(asio::buffer(drain_.get(), drain_size),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (ec)
+                                return self->close();
+                              self->drain();
+                            });
   }
 
   void close() {
@@ -123,7 +195,11 @@ private:
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
+  std::optional<http::response_serializer<http::string_body>> serializer_; ///< HEAD: header only
+  static constexpr std::size_t drain_size = 16 * 1024;
+  std::unique_ptr<char[]> drain_; ///< what linger reads into, only while closing
   bool keep_alive_ = true;
+  bool head_ = false; ///< the request being answered is a HEAD
   const http_settings& settings_;
   const http_handler& handler_;
 };

@@ -6,9 +6,11 @@
 
 namespace kontor::gateway {
 
-/// An asynchronous HTTP/1.1 server (Boost.Beast) with keep-alive, a body limit, read timeouts and
-/// a pool of I/O threads. Malformed requests get 400, oversized bodies 413, and the connection
-/// is closed; the server never blocks an I/O thread on a handler.
+/// An asynchronous HTTP/1.1 server (Boost.Beast) with keep-alive, pipelining (answered in order),
+/// a body limit, read timeouts and a pool of I/O threads. Malformed requests (and HTTP/1.1 ones
+/// without exactly one Host) get 400, oversized bodies 413 without waiting for the body, and the
+/// connection is closed so that answers already written still arrive. HEAD answers carry no
+/// body; `Expect: 100-continue` is answered. The server never blocks an I/O thread on a handler.
 class http_server {
 public:
   /// Binds and listens; throws std::runtime_error naming the address when it cannot.

@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <ctime>
 #include <limits>
+#include <unordered_set>
+#include <vector>
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -71,6 +74,59 @@ private:
   std::optional<field_error> err_;
 };
 
+/// A boost::json::basic_parser handler that only looks for an object with a key twice (at any
+/// depth): JSON leaves that undefined (RFC 8259 4) and Boost.JSON keeps the last one.
+class duplicate_key_finder {
+public:
+  static constexpr std::size_t max_array_size = -1;
+  static constexpr std::size_t max_object_size = -1;
+  static constexpr std::size_t max_string_size = -1;
+  static constexpr std::size_t max_key_size = -1;
+
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_object_begin(json::error_code&) {
+    keys_.emplace_back();
+    return true;
+  }
+  bool on_object_end(std::size_t, json::error_code&) {
+    keys_.pop_back();
+    return true;
+  }
+  bool on_array_begin(json::error_code&) { return true; }
+  bool on_array_end(std::size_t, json::error_code&) { return true; }
+  bool on_key_part(json::string_view s, std::size_t, json::error_code&) {
+    key_.append(s.data(), s.size());
+    return true;
+  }
+  bool on_key(json::string_view s, std::size_t, json::error_code& ec) {
+    key_.append(s.data(), s.size());
+    if (!keys_.back().insert(key_).second) {
+      duplicate = std::move(key_);
+      ec = json::error::syntax; // stops the parser; `duplicate` says why
+      return false;
+    }
+    key_.clear();
+    return true;
+  }
+  bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+  bool on_double(double, json::string_view, json::error_code&) { return true; }
+  bool on_bool(bool, json::error_code&) { return true; }
+  bool on_null(json::error_code&) { return true; }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+
+  std::optional<std::string> duplicate; ///< the first key seen twice in one object
+
+private:
+  std::vector<std::unordered_set<std::string>> keys_; // one set per open object
+  std::string key_;
+};
+
 const char* status_name(account::pb::Status s) {
   switch (s) {
     case account::pb::ACTIVE:
@@ -97,6 +153,12 @@ std::optional<field_error> parse_object(std::string_view body, json::object& out
     return field_error{"malformed_json", {}, "request body is not valid JSON: " + ec.message()};
   if (!v.is_object())
     return field_error{"malformed_json", {}, "request body must be a JSON object"};
+  // A second pass over valid JSON, since the parsed value no longer shows a repeated key.
+  json::basic_parser<duplicate_key_finder> finder(opts);
+  finder.write_some(false, body.data(), body.size(), ec);
+  if (auto& key = finder.handler().duplicate)
+    return field_error{"malformed_json", {},
+                       "request body has key \"" + *key + "\" twice in one object (ambiguous)"};
   out = std::move(v.get_object());
   return std::nullopt;
 }
@@ -266,17 +328,24 @@ std::optional<std::int64_t> parse_time(std::string_view t) {
     }
     return v;
   };
+  auto days_in = [](int year, int month) {
+    static constexpr int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return month == 2 && leap ? 29 : days[month - 1];
+  };
   if (t.size() < 20 || t[4] != '-' || t[7] != '-' || (t[10] != 'T' && t[10] != 't')
       || t[13] != ':' || t[16] != ':')
     return std::nullopt;
   auto y = digits(0, 4), mo = digits(5, 2), d = digits(8, 2), h = digits(11, 2),
        mi = digits(14, 2), s = digits(17, 2);
-  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > 31 || *h > 23
-      || *mi > 59 || *s > 60)
+  // Second 60 is a leap second (RFC 3339 allows it): it counts as the next second's start.
+  if (!y || !mo || !d || !h || !mi || !s || *mo < 1 || *mo > 12 || *d < 1 || *d > days_in(*y, *mo)
+      || *h > 23 || *mi > 59 || *s > 60)
     return std::nullopt;
   std::size_t pos = 19;
   std::int64_t ms = 0;
   if (pos < t.size() && t[pos] == '.') {
+    // Any number of digits; those below a millisecond are cut off (events are stamped in ms).
     ++pos;
     int scale = 100, n = 0;
     while (pos < t.size() && t[pos] >= '0' && t[pos] <= '9') {

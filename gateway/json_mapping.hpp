@@ -53,7 +53,8 @@ boost::json::object event_to_log_json(const account::pb::Event& ev);
 /// RFC 3339 UTC with milliseconds, e.g. "2026-11-22T10:00:00.123Z".
 std::string format_time(std::int64_t epoch_ms);
 
-/// Parses RFC 3339 ("2026-11-22T10:00:00Z", fractions and +hh:mm offsets allowed).
+/// Parses any RFC 3339 date-time to epoch milliseconds: fractions of any length (cut to ms),
+/// `Z`/`z` or `+hh:mm`/`-hh:mm`, `T` or `t`. Nullopt for anything else (e.g. February 30).
 std::optional<std::int64_t> parse_time(std::string_view text);
 
 /// {"error":code,"message":message} (+ "field" when given).

@@ -12,6 +12,7 @@ packages=(
   libprotobuf-dev protobuf-compiler           # events and snapshots on disk
   catch2                                      # unit tests (v2, prebuilt main)
   wrk curl procps                             # load generator for bench/, probes in scripts
+  prometheus                                  # promtool: the /metrics lint test
 )
 
 missing=()
@@ -22,5 +23,12 @@ done
 
 echo "setup: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Only promtool is wanted from prometheus: its postinst would start a Prometheus server (and fail
+# the install where no init system runs). A policy-rc.d that refuses every start prevents that.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -136,7 +136,7 @@ std::optional<pb::Event> parse_event(std::string_view bytes);
 std::string_view event_type(const pb::Event& ev);
 
 /// Value checks shared by the gateway and decide (API.md "Values").
-bool valid_account_id(std::string_view id);
+bool valid_account_id(std::string_view id);  ///< 1-64 of A-Z a-z 0-9 . _ -, but not "." or ".."
 bool valid_country(std::string_view code);   ///< ISO 3166-1 alpha-2, assigned codes
 bool valid_currency(std::string_view code);  ///< ISO 4217, active codes
 bool valid_phone(std::string_view number);   ///< '+' then 7-15 digits, spaces allowed

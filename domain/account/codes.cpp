@@ -75,7 +75,9 @@ constexpr std::size_t max_idempotency_key_chars = 255;
 } // namespace
 
 bool valid_account_id(std::string_view id) {
-  return !id.empty() && id.size() <= max_account_id_chars && std::ranges::all_of(id, is_id_char);
+  // "." and ".." are path segments with a meaning of their own: no URL could address them.
+  return !id.empty() && id.size() <= max_account_id_chars && std::ranges::all_of(id, is_id_char)
+         && id != "." && id != "..";
 }
 
 bool valid_country(std::string_view code) {

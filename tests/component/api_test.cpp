@@ -1,6 +1,12 @@
 // The command and query routes of API.md against a real node.
 
+#include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <tuple>
+
 #include "tests/component/node_fixture.hpp"
+#include "tests/support/wait.hpp"
 
 using namespace kontor::test;
 namespace json = boost::json;
@@ -248,7 +254,10 @@ TEST_CASE("the audit log pages through events and asOf rebuilds the past", "[api
   CHECK(evs[0].at("type") == "MoneyDeposited");
   CHECK(evs[0].at("data").at("amount") == 10);
   CHECK(body_json(c.get("/accounts/h/events?from=100")).as_array().empty());
-  CHECK(c.get("/accounts/h/events?from=0").status == 400);
+  // from=0, like no from, is the beginning.
+  CHECK(c.get("/accounts/h/events?from=0&limit=3").body == c.get("/accounts/h/events?limit=3").body);
+  CHECK(body_json(c.get("/accounts/h/events?from=0&limit=3")).at(0).at("seq") == 1);
+  CHECK(c.get("/accounts/h/events?from=-1").status == 400);
   CHECK(c.get("/accounts/h/events?limit=abc").status == 400);
   CHECK(c.get("/accounts/nobody/events").status == 404);
 
@@ -264,6 +273,142 @@ TEST_CASE("the audit log pages through events and asOf rebuilds the past", "[api
   auto now = c.get("/accounts/h?asOf=2999-01-01T00:00:00Z");
   REQUIRE(now.status == 200);
   CHECK(body_json(now).at("balance") == 250);
+}
+
+TEST_CASE("GET /events from=0 (or no from) starts at the beginning", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("f1", 0)).status == 201);
+  REQUIRE(c.post("/accounts", open_body("f2", 0)).status == 201);
+  REQUIRE(c.post("/accounts/f1/transactions", tx_body("f1-1", "deposit", 3)).status == 201);
+  // The feed is read from the read model: wait until it has all three events.
+  REQUIRE(wait_until([&] { return body_json(c.get("/events?from=1")).as_array().size() == 3; }));
+  auto from1 = c.get("/events?from=1").body;
+  for (auto target : {"/events?from=0", "/events", "/events?from=0&limit=10", "/events?limit=10",
+                      "/events?from=%30"}) {
+    INFO(target);
+    auto r = c.get(target);
+    REQUIRE(r.status == 200);
+    CHECK(r.body == from1);
+  }
+  auto first = body_json(c.get("/events?from=0&limit=1")).as_array();
+  REQUIRE(first.size() == 1);
+  CHECK(first[0].at("offset") == 1);
+  CHECK(first[0].at("accountId") == "f1");
+  for (auto bad : {"/events?from=-1", "/events?from=x", "/events?from=", "/events?limit=0"}) {
+    INFO(bad);
+    CHECK(c.get(bad).status == 400);
+  }
+}
+
+TEST_CASE("an asOf copied from the event feed gives the state as of that event", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("t", 500)).status == 201);
+  for (int i = 1; i <= 20; ++i) {
+    REQUIRE(c.post("/accounts/t/transactions", tx_body("t" + std::to_string(i), "deposit", i))
+              .status == 201);
+    if (i == 10)
+      REQUIRE(c.put("/accounts/t/limit", R"({"limit":700})").status == 200);
+  }
+  REQUIRE(wait_until([&] { return body_json(c.get("/events?limit=1000")).as_array().size() == 22; }));
+  auto feed = body_json(c.get("/events?limit=1000")).as_array();
+
+  // The state as of time T folds every event stamped at or before T (times are milliseconds,
+  // so events in the same millisecond as the chosen one count too).
+  auto expected_at = [&](const std::string& at) {
+    std::int64_t version = 0, balance = 0, limit = 0;
+    for (const auto& e : feed) {
+      if (std::string(e.at("at").as_string()) > at) // fixed-width UTC: text order is time order
+        break;
+      version = e.at("seq").as_int64();
+      const auto& data = e.at("data");
+      if (e.at("type") == "MoneyDeposited")
+        balance += data.at("amount").as_int64();
+      else if (e.at("type") == "AccountOpened")
+        limit = data.at("limit").as_int64();
+      else if (e.at("type") == "LimitUpdated")
+        limit = data.at("newLimit").as_int64();
+    }
+    return std::tuple{version, balance, limit};
+  };
+  for (const auto& e : feed) {
+    std::string at(e.at("at").as_string());
+    INFO("event " << e.at("seq") << " at " << at);
+    auto r = c.get("/accounts/t?asOf=" + at);
+    REQUIRE(r.status == 200);
+    CHECK(r.header("x-projection-offset").empty()); // rebuilt from events, not the read model
+    auto acc = body_json(r);
+    auto [version, balance, limit] = expected_at(at);
+    CHECK(acc.at("version") == version);
+    CHECK(acc.at("version").as_int64() >= e.at("seq").as_int64());
+    CHECK(acc.at("balance") == balance);
+    CHECK(acc.at("limit") == limit);
+    // The same instant as a URL encoder writes it, and with an offset instead of Z.
+    auto encoded = at;
+    for (std::size_t p; (p = encoded.find(':')) != std::string::npos;)
+      encoded.replace(p, 1, "%3A");
+    CHECK(c.get("/accounts/t?asOf=" + encoded).body == r.body);
+    auto zero_offset = at.substr(0, at.size() - 1);
+    CHECK(c.get("/accounts/t?asOf=" + zero_offset + "%2B00:00").body == r.body);
+    CHECK(c.get("/accounts/t?asOf=" + zero_offset + "+00:00").body == r.body);
+    CHECK(c.get("/accounts/t?asOf=" + zero_offset + "-00:00").body == r.body);
+  }
+}
+
+TEST_CASE("query names, values and path segments are percent-decoded", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("a-b", 0)).status == 201);
+  REQUIRE(c.post("/accounts/a-b/transactions", tx_body("x", "deposit", 9)).status == 201);
+  auto now = c.get("/accounts/a-b?asOf=2099-01-01T00%3A00%3A00Z");
+  REQUIRE(now.status == 200);
+  CHECK(now.header("x-projection-offset").empty());
+  CHECK(body_json(now).at("balance") == 9);
+  CHECK(c.get("/accounts/a-b?asOf=2099-01-01T01%3A00%3A00%2B01%3A00").body == now.body);
+  CHECK(c.get("/accounts/a-b?%61s%4Ff=2099-01-01T00:00:00Z").body == now.body);
+  CHECK(c.get("/accounts/a-b?asOf=2000-01-01T00%3A00%3A00Z").status == 404);
+  auto consistent = c.get("/accounts/a%2Db?consistent=tru%65");
+  REQUIRE(consistent.status == 200);
+  CHECK(consistent.header("x-projection-offset").empty()); // asked the account, not the read model
+  CHECK(body_json(consistent).at("id") == "a-b");
+  CHECK(c.get("/%61ccounts/a%2db/events").status == 200);
+  CHECK(c.post("/accounts/a%2Db/transactions", tx_body("y", "deposit", 1)).status == 201);
+  CHECK(c.get("/accounts/a-b?consistent=true&asOf=not+a+time").status == 400);
+}
+
+TEST_CASE("GET /metrics passes Prometheus's own linter (promtool check metrics)", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("m", 0)).status == 201);
+  REQUIRE(c.post("/accounts/m/transactions", tx_body("m1", "deposit", 5)).status == 201);
+  REQUIRE(c.post("/accounts/m/transactions", tx_body("m2", "purchase", 50)).status == 400);
+  REQUIRE(c.get("/nowhere").status == 404);
+  // Every family is there once the read model has applied an event.
+  REQUIRE(wait_until([&] { return c.get("/accounts/m").status == 200; }));
+  auto r = c.get("/metrics");
+  REQUIRE(r.status == 200);
+  CHECK(r.header("content-type").rfind("text/plain", 0) == 0);
+  for (auto family : {"kontor_http_requests_total", "kontor_journal_commit_seconds",
+                      "kontor_projection_lag_seconds", "kontor_projection_last_event_lag_seconds",
+                      "kontor_projection_lag_events", "kontor_projection_offset"}) {
+    INFO(family);
+    CHECK(r.body.find("\n# TYPE " + std::string(family) + " ") != std::string::npos);
+  }
+
+  temp_dir dir{"kontor-promtool"};
+  auto exposition = dir.path() / "metrics.txt";
+  auto report = dir.path() / "promtool.txt";
+  std::ofstream(exposition) << r.body;
+  REQUIRE(std::system("command -v promtool > /dev/null") == 0); // scripts/setup.sh installs it
+  auto status = std::system(("promtool check metrics < " + exposition.string() + " > "
+                             + report.string() + " 2>&1")
+                              .c_str());
+  std::ifstream in(report);
+  std::string problems((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO("promtool: " << problems << "\nexposition:\n" << r.body);
+  CHECK(status == 0);
+  CHECK(problems.empty());
 }
 
 TEST_CASE("health and readiness", "[api]") {

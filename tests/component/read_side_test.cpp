@@ -183,6 +183,7 @@ TEST_CASE("after a burst the read model equals every account's consistent state"
   // cursors are refused.
   CHECK(body_json(c.get("/events?from=0&limit=7")) == body_json(c.get("/events?limit=7")));
   CHECK(c.get("/events?from=5").status == 400);
+  CHECK(c.get("/events?from=-1").status == 400);
   CHECK(c.get("/events?after=not-a-cursor!").status == 400);
   CHECK(c.get("/events?limit=x").status == 400);
   CHECK(body_json(c.get("/events?limit=5000")).at("events").as_array().size() <= 1001);

@@ -1,8 +1,11 @@
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 namespace kontor::test {
 
@@ -54,5 +57,55 @@ private:
   int fd_ = -1;
   std::string buffer_;
 };
+
+/// One raw TCP connection to 127.0.0.1:port for tests of the protocol itself: bytes go out as
+/// given (pipelines, partial requests, garbage) and come back unparsed, with every wait bounded
+/// by a deadline, and an orderly close (FIN) told apart from a reset.
+class raw_connection {
+public:
+  /// Connects; connected() says whether that worked. `receive_buffer` > 0 sets SO_RCVBUF (a
+  /// small one makes a client that cannot take all answers at once).
+  explicit raw_connection(unsigned short port, int receive_buffer = 0);
+  ~raw_connection();
+  raw_connection(const raw_connection&) = delete;
+  raw_connection& operator=(const raw_connection&) = delete;
+
+  bool connected() const noexcept { return fd_ >= 0; }
+
+  /// Sends all of `bytes`; false when the connection broke first.
+  bool send_all(std::string_view bytes);
+
+  /// Closes the sending side (FIN); reading goes on.
+  void shutdown_send();
+
+  /// What a read ended with.
+  struct read_end {
+    bool eof = false;       ///< the server closed in order (FIN) and everything before it was read
+    int error = 0;          ///< errno of a failed read (ECONNRESET: a reset), 0 when none
+    bool timed_out = false; ///< the deadline passed first
+  };
+
+  /// Reads into received() until the server closes, the read fails, or `timeout` passes.
+  read_end read_until_closed(std::chrono::milliseconds timeout);
+
+  /// Reads into received() until it contains `needle` (true) or the deadline / close (false).
+  bool read_until(std::string_view needle, std::chrono::milliseconds timeout);
+
+  /// Everything read so far (parse_responses takes it apart).
+  std::string& received() noexcept { return received_; }
+
+private:
+  /// One recv with what is left of the deadline: bytes read, 0 at EOF, -1 error, -2 timeout.
+  long read_some(std::chrono::steady_clock::time_point deadline);
+
+  int fd_ = -1;
+  std::string received_;
+};
+
+/// The complete HTTP/1.1 responses at the start of `bytes` (at most `max`), framed by
+/// Content-Length, removed from it. `bodiless[i]` says that the i-th response answers a HEAD (a
+/// Content-Length but no body); an interim 1xx response is returned like any other.
+std::vector<http_result> take_responses(std::string& bytes, const std::vector<bool>& bodiless = {},
+                                        std::size_t max = std::size_t(-1));
 
 } // namespace kontor::test

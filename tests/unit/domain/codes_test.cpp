@@ -6,7 +6,7 @@
 
 using namespace kontor::account;
 
-TEST_CASE("account ids are 1-64 characters of A-Z a-z 0-9 . _ -", "[codes]") {
+TEST_CASE("account ids are 1-64 characters of A-Z a-z 0-9 . _ -, not . or ..", "[codes]") {
   CHECK(valid_account_id("333"));
   CHECK(valid_account_id("a"));
   CHECK(valid_account_id("Az09._-"));
@@ -18,6 +18,12 @@ TEST_CASE("account ids are 1-64 characters of A-Z a-z 0-9 . _ -", "[codes]") {
   CHECK_FALSE(valid_account_id("a%2F"));
   CHECK_FALSE(valid_account_id("caf\xc3\xa9"));
   CHECK_FALSE(valid_account_id(std::string_view{"a\0b", 3}));
+  // Path segments with a meaning of their own: no URL could address such an account.
+  CHECK_FALSE(valid_account_id("."));
+  CHECK_FALSE(valid_account_id(".."));
+  CHECK(valid_account_id("..."));
+  CHECK(valid_account_id(".a"));
+  CHECK(valid_account_id("a.."));
 }
 
 TEST_CASE("countries are assigned ISO 3166-1 alpha-2 codes", "[codes]") {
