@@ -298,6 +298,8 @@ std::string route_label(const std::string& method, const target_parts& t) {
     path = "/accounts/{id}";
   else if (s.size() == 2 && s[0] == "stats" && s[1] == "countries")
     path = "/stats/countries";
+  else if (s.size() == 2 && s[0] == "cluster" && (s[1] == "members" || s[1] == "shards"))
+    path = "/cluster/" + std::string(s[1]);
   else if (s.size() == 3 && s[0] == "accounts"
            && (s[2] == "limit" || s[2] == "transactions" || s[2] == "lock" || s[2] == "unlock"
                || s[2] == "address" || s[2] == "phones" || s[2] == "events"))
@@ -381,11 +383,22 @@ void api::operator()(http_request&& req, responder respond) const {
       return fail(method_not_allowed("GET"));
     return respond(json_response(200, "{\"status\":\"ok\",\"node\":\"" + ctx_.node_name + "\"}"));
   }
+  if (seg.size() == 2 && seg[0] == "cluster" && seg[1] == "members") {
+    if (method != "GET" && method != "HEAD")
+      return fail(method_not_allowed("GET, HEAD"));
+    return respond(cluster_members());
+  }
   if (seg.size() == 1 && seg[0] == "ready") {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
     if (!ctx_.ready->load())
       return respond(unavailable("not_ready", "the node is starting or stopping"));
+    if (ctx_.cluster) {
+      const auto state = ctx_.cluster();
+      const auto* me = state.find(state.self);
+      if (!state.joined || me == nullptr || me->status != cluster::member_status::up)
+        return respond(unavailable("not_ready", "this node is not an up member of a cluster yet"));
+    }
     return respond(json_response(200, "{\"status\":\"ready\"}"));
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
@@ -546,6 +559,35 @@ http_response api::read_model_query(const std::string& what, std::string_view id
   return with_offset(json_response(
     200, json::serialize(json::object{{"events", std::move(out)},
                                       {"next", projection::encode_feed_cursor(page->next)}})));
+}
+
+http_response api::cluster_members() const {
+  if (!ctx_.cluster)
+    return unavailable("no_cluster", "this node runs without a cluster daemon");
+  const auto state = ctx_.cluster();
+  auto name_of = [&](const cluster::node_id& id) -> json::value {
+    if (const auto* m = state.find(id))
+      return json::value(m->name);
+    return nullptr;
+  };
+  json::array members;
+  for (const auto& m : state.view.members) {
+    members.push_back(json::object{
+      {"node", m.name},
+      {"address", m.address.empty() ? json::value(nullptr) : json::value(m.address)},
+      {"status", cluster::to_string(m.status)},
+      {"reachable", state.reaches(m.id)},
+      {"age", m.age},
+      {"incarnation", m.incarnation == 0 ? std::string{} : std::to_string(m.incarnation)},
+      {"roles", json::array{}},
+    });
+  }
+  return json_response(200, json::serialize(json::object{
+                              {"self", name_of(state.self)},
+                              {"leader", state.leader.empty() ? json::value(nullptr) : name_of(state.leader)},
+                              {"version", state.view.version},
+                              {"members", std::move(members)},
+                            }));
 }
 
 void api::events_query(std::string id, std::uint64_t from, std::size_t limit,

@@ -9,6 +9,7 @@
 #include "gateway/bridge.hpp"
 #include "gateway/http_types.hpp"
 #include "gateway/query_pool.hpp"
+#include "runtime/cluster/member.hpp"
 #include "runtime/core/metrics.hpp"
 #include "runtime/persistence/journal.hpp"
 #include "runtime/projection/read_model.hpp"
@@ -27,6 +28,8 @@ struct api_context {
   metrics_registry* metrics = nullptr;         ///< GET /metrics, request counters
   std::string node_name;
   std::uint32_t number_of_shards = 64;          ///< for the feed's cursors
+  /// This node's view of the cluster (GET /cluster/members; readiness). Unset: no cluster.
+  std::function<cluster::cluster_state()> cluster;
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
@@ -39,6 +42,8 @@ public:
   void operator()(http_request&& req, responder respond) const;
 
 private:
+  /// GET /cluster/members.
+  http_response cluster_members() const;
   /// GET /accounts/{id}/events: the audit log, read from the journal on the query pool.
   void events_query(std::string id, std::uint64_t from, std::size_t limit, responder respond) const;
   /// GET /accounts/{id}?asOf=: the account rebuilt from its events up to `at_ms`.

@@ -2,12 +2,14 @@
 // until SIGTERM or SIGINT and shuts down in the reverse order.
 
 #include <csignal>
+#include <mutex>
 #include <cstdio>
 #include <iostream>
 #include <memory>
 #include <thread>
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 
 #include "domain/account/account.hpp"
 #include "gateway/account_entity.hpp"
@@ -17,6 +19,7 @@
 #include "gateway/http_server.hpp"
 #include "gateway/node_config.hpp"
 #include "gateway/query_pool.hpp"
+#include "runtime/cluster/cluster.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/core/metrics.hpp"
 #include "runtime/persistence/lmdb_journal.hpp"
@@ -33,9 +36,40 @@ namespace {
 
 constexpr const char* component = "node";
 
+/// Set by the cluster daemon when the cluster ends this node (then main wakes on SIGUSR1).
+std::atomic<int> cluster_exit_code{-1};
+std::mutex cluster_exit_mutex;
+std::string cluster_exit_reason;
+
 /// Latency buckets in seconds, 0.1 ms to 10 s.
 std::vector<double> latency_buckets() {
   return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
+}
+
+/// Graceful leave: the node becomes leaving (its shards and singletons move away), then exiting;
+/// returns when the cluster let it go, or after a bound (then it stops anyway).
+void leave_cluster(cluster::cluster& node, sigset_t& signals) {
+  using namespace std::chrono;
+  node.leave();
+  const auto deadline = steady_clock::now() + seconds(30);
+  auto wait_for = [&](auto done, milliseconds step) {
+    while (!done() && steady_clock::now() < deadline) {
+      timespec ts{0, static_cast<long>(duration_cast<nanoseconds>(step).count())};
+      int sig = sigtimedwait(&signals, nullptr, &ts);
+      if (sig == SIGUSR1 && cluster_exit_code.load() >= 0)
+        return;
+    }
+  };
+  wait_for([&] {
+             auto s = node.state();
+             const auto* me = s.find(s.self);
+             return !s.joined || me == nullptr || me->status != cluster::member_status::up;
+           },
+           milliseconds(20));
+  node.ready_to_exit();
+  wait_for([&] { return cluster_exit_code.load() >= 0; }, milliseconds(20));
+  if (cluster_exit_code.load() < 0)
+    log(log_level::warn, component, "the cluster did not confirm the leave in time; stopping anyway");
 }
 
 int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
@@ -68,6 +102,11 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
 
   caf::actor_system_config caf_cfg;
   add_message_types(caf_cfg);
+  caf_cfg.load<caf::io::middleman>();
+  // Only Kontor nodes of this protocol talk to each other; direct connections only (every node
+  // connects to every member itself), no relayed routes.
+  caf_cfg.set("middleman.app-identifiers", std::vector<std::string>{"kontor/1"});
+  caf_cfg.set("middleman.enable-automatic-connections", false);
   caf_cfg.set("scheduler.policy", caf::atom_from_string(cfg.scheduler_policy));
   // 0 means one per core (CAF's own default is at least 4, which oversubscribes small nodes).
   auto threads = cfg.scheduler_threads > 0 ? cfg.scheduler_threads
@@ -167,13 +206,49 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   metrics.gauge("kontor_journal_failures", "appends the journal refused since node start",
                 [stats] { return static_cast<double>(stats->journal_failures.load()); });
 
+  // Membership: this node's daemon, published on the cluster port (a node without one is a
+  // cluster of one).
+  cluster::cluster_settings cs;
+  cs.data_dir = cfg.data_dir;
+  cs.node_name = cfg.node_name;
+  cs.port = cfg.cluster_port;
+  cs.bind_address = cfg.cluster_bind_address;
+  cs.advertise_address = cfg.cluster_advertise_address;
+  cs.seeds = cfg.seeds;
+  cs.secret = cfg.cluster_secret;
+  cs.number_of_shards = cfg.number_of_shards;
+  cs.failure_detector.heartbeat_interval = cfg.heartbeat_interval;
+  cs.failure_detector.threshold = cfg.failure_threshold;
+  cs.failure_detector.acceptable_pause = cfg.acceptable_heartbeat_pause;
+  cs.stable_after = cfg.stable_after;
+  cs.seed_timeout = cfg.seed_timeout;
+  cs.services = {{"region", region}, {"log", log_server}};
+  cs.on_exit = [](cluster::exit_code code, const std::string& why) {
+    {
+      std::lock_guard lock{cluster_exit_mutex};
+      cluster_exit_reason = why;
+    }
+    cluster_exit_code = static_cast<int>(code);
+    ::kill(::getpid(), SIGUSR1);
+  };
+  auto membership = cluster::cluster::start(sys, cs);
+  if (!membership) {
+    log(log_level::error, component, "cannot start the cluster daemon: " + membership.error().message);
+    stop_early();
+    return 1;
+  }
+  auto* node = membership->get();
+  if (node->port() != 0)
+    log(log_level::info, component, "cluster port " + std::to_string(node->port()));
+
   std::atomic<bool> ready{false};
   auto queries = std::make_unique<gateway::query_pool>(1, 256);
   gateway::api api{{&entities, jrnl, queries.get(), &rules, &ready, read_queries.get(),
                     read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name,
-                    cfg.number_of_shards}};
+                    cfg.number_of_shards, [node] { return node->state(); }}};
 
   auto stop_actors = [&] {
+    node->stop();
     singletons.stop_all();
     if (read_model)
       caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
@@ -207,7 +282,18 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  log(log_level::info, component, std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM"));
+  int exit_status = 0;
+  if (sig == SIGUSR1) {
+    // The cluster ended this node (downed, minority side, refused, or it finished leaving).
+    exit_status = cluster_exit_code.load();
+    std::lock_guard lock{cluster_exit_mutex};
+    log(log_level::info, component, "stopping: " + cluster_exit_reason);
+  } else {
+    log(log_level::info, component,
+        std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM")
+          + "; leaving the cluster");
+    leave_cluster(*node, stop_signals);
+  }
 
   // Reverse order: no new requests, then no actors (appends in flight still complete in the
   // journal), then no pending query jobs, then the HTTP machinery, then the journal.
@@ -217,7 +303,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   queries.reset();
   server.reset();
   log(log_level::info, component, "stopped");
-  return 0;
+  return exit_status;
 }
 
 } // namespace
@@ -232,16 +318,12 @@ int main(int argc, char** argv, char** envp) {
     std::cerr << "kontor-node: " << cfg.error().text << "\n(see kontor-node --help)\n";
     return cfg.error().code;
   }
-  if (!cfg->seeds.empty() || cfg->cluster_port != 0) {
-    std::cerr << "kontor-node: --seeds/--cluster-port: clustering is not available in this build "
-                 "yet; run a single node without them\n";
-    return 2;
-  }
   // Every thread started from here on inherits the blocked mask; main waits for them in sigwait.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGUSR1); // the cluster ends this node
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   // A file-size limit must make a write fail (the journal answers io_error) instead of killing

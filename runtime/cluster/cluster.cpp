@@ -179,7 +179,7 @@ struct daemon_state {
   std::chrono::milliseconds join_backoff{min_retry};
   std::vector<std::string> join_queue; ///< addresses of this round (ip:port), tried in order
   std::size_t join_index = 0;
-  std::size_t not_ready_answers = 0;
+  std::size_t cluster_answers = 0; ///< answers of this round from nodes already in a cluster
   bool first_seed = false;
   bool join_round = false;
   // downing
@@ -351,9 +351,11 @@ void commit_view(self_ptr self, membership next) {
 /// Members this node sees as unreachable (failure detected; not merely not heard from yet).
 std::set<node_id> unreachable_members(self_ptr self) {
   std::set<node_id> out;
-  for (const auto& [id, p] : self->state.peers)
-    if (p.unreachable)
+  for (const auto& [id, p] : self->state.peers) {
+    const auto* m = self->state.view.find(id);
+    if (p.unreachable && m != nullptr && m->status != member_status::exiting)
       out.insert(id);
+  }
   return out;
 }
 
@@ -401,7 +403,8 @@ void run_downing(self_ptr self) {
     return;
   std::vector<const member*> counted;
   for (const auto& m : st.view.members)
-    if (m.status != member_status::down && m.status != member_status::removed)
+    if (m.status != member_status::down && m.status != member_status::removed
+        && m.status != member_status::exiting)
       counted.push_back(&m);
   std::size_t reachable = 0;
   const member* oldest = nullptr;
@@ -441,9 +444,13 @@ void run_leader_actions(self_ptr self) {
   auto& st = self->state;
   if (!is_leader(self))
     return;
-  for (const auto& [id, p] : st.peers)
+  for (const auto& [id, p] : st.peers) {
+    const auto* m = st.view.find(id);
+    if (m != nullptr && m->status == member_status::exiting)
+      continue; // it is going away: it need not see anything more
     if (!p.daemon || !p.heard || p.unreachable || p.seen_version != st.view.version)
       return; // no convergence
+  }
   auto next = st.view;
   bool changed = false;
   next.members.erase(std::remove_if(next.members.begin(), next.members.end(),
@@ -601,7 +608,7 @@ void join_round_failed(self_ptr self) {
   auto& st = self->state;
   st.join_round = false;
   const auto waited = clock_type::now() - st.join_started;
-  if ((st.first_seed || st.join_queue.empty()) && st.not_ready_answers == 0
+  if ((st.first_seed || st.join_queue.empty()) && st.cluster_answers == 0
       && (waited >= st.settings.seed_timeout || st.settings.seeds.empty())) {
     membership view;
     auto me = st.self;
@@ -616,7 +623,7 @@ void join_round_failed(self_ptr self) {
     commit_view(self, std::move(view));
     return;
   }
-  st.not_ready_answers = 0;
+  st.cluster_answers = 0;
   self->delayed_send(self, st.join_backoff, attempt_atom::value);
   st.join_backoff = std::min(st.join_backoff * 2, max_retry);
 }
@@ -660,12 +667,15 @@ void on_join_connected(self_ptr self, const std::string& address, caf::actor see
                   "the cluster at " + address + " refused this node: " + reply.reason);
             return;
           case join_outcome::redirect:
+            ++st.cluster_answers;
             st.join_queue.insert(st.join_queue.begin()
                                    + static_cast<std::ptrdiff_t>(st.join_index + 1),
                                  reply.leader_address);
             return skip();
           case join_outcome::not_ready:
-            ++st.not_ready_answers;
+            return skip();
+          case join_outcome::no_leader:
+            ++st.cluster_answers; // a cluster exists: do not form another
             return skip();
         }
       },
@@ -724,7 +734,7 @@ join_reply handle_join(self_ptr self, join_request& req) {
   if (state.leader != st.self.id) {
     const auto* leader = st.view.find(state.leader);
     if (leader == nullptr) {
-      out.outcome = join_outcome::not_ready;
+      out.outcome = join_outcome::no_leader;
       out.reason = "no leader is reachable";
       return out;
     }

@@ -36,7 +36,8 @@ enum class join_outcome : std::uint8_t {
   welcome = 0, ///< the joiner is a member (status joining); `view` includes it
   refused,     ///< it can never join this cluster (`reason`): another secret, shard count, ...
   redirect,    ///< ask the leader at `leader_address`
-  not_ready,   ///< the seed is not in a cluster yet (or knows no leader): try again later
+  not_ready,   ///< the seed is not in a cluster yet: try again later
+  no_leader,   ///< the seed is in a cluster but reaches no leader now: try again later
 };
 
 /// The answer to a join_request.

@@ -54,7 +54,8 @@ TEST_CASE("bad settings stop the node with a message naming them", "[config]") {
     {{"--no-such-flag"}, {}, "no-such-flag"},
     {{}, {"KONTOR_HTTP_PORT=eighty"}, "http-port"},
     {{"--seeds", "localhost"}, {}, "seeds"},
-    {{"--seeds", "127.0.0.1:7000"}, {}, "cluster"},
+    {{"--cluster-port", "70000"}, {}, "cluster-port"},
+    {{"--stable-after", "10"}, {}, "stable-after"},
     {{"--config", "/nonexistent/kontor.conf"}, {}, "config"},
   };
   for (auto& bc : cases) {
