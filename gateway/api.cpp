@@ -107,6 +107,8 @@ http_response to_http(answer_shape shape, entity_answer answer) {
       return unavailable("journal_unavailable", answer.message);
     case status::stopped:
       return unavailable("entity_unavailable", answer.message);
+    case status::no_shard:
+      return unavailable("shard_unavailable", answer.message);
     case status::failed:
       return error_response(500, "entity_failed", answer.message);
     case status::ok:
@@ -388,6 +390,11 @@ void api::operator()(http_request&& req, responder respond) const {
       return fail(method_not_allowed("GET, HEAD"));
     return respond(cluster_members());
   }
+  if (seg.size() == 2 && seg[0] == "cluster" && seg[1] == "shards") {
+    if (method != "GET" && method != "HEAD")
+      return fail(method_not_allowed("GET, HEAD"));
+    return cluster_shards(std::move(respond));
+  }
   if (seg.size() == 1 && seg[0] == "ready") {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
@@ -399,6 +406,8 @@ void api::operator()(http_request&& req, responder respond) const {
       if (!state.joined || me == nullptr || me->status != cluster::member_status::up)
         return respond(unavailable("not_ready", "this node is not an up member of a cluster yet"));
     }
+    if (ctx_.shards && !ctx_.shards->routable())
+      return respond(unavailable("not_ready", "this node has no shard table from the coordinator yet"));
     return respond(json_response(200, "{\"status\":\"ready\"}"));
   }
   if (seg.size() == 1 && seg[0] == "metrics") {
@@ -588,6 +597,47 @@ http_response api::cluster_members() const {
                               {"version", state.view.version},
                               {"members", std::move(members)},
                             }));
+}
+
+void api::cluster_shards(responder respond) const {
+  if (!ctx_.cluster || !ctx_.shards)
+    return respond(unavailable("no_cluster", "this node runs without a cluster daemon"));
+  const auto state = ctx_.cluster();
+  auto [version, shards] = ctx_.shards->shards();
+  // The coordinator runs on the oldest up member (a cluster singleton).
+  const cluster::member* oldest = nullptr;
+  for (const auto& m : state.view.members)
+    if (m.status == cluster::member_status::up && (oldest == nullptr || m.age < oldest->age))
+      oldest = &m;
+  auto render = [state, version = version, shards = std::move(shards), oldest = oldest ? oldest->name : std::string{},
+                 respond](std::map<shard_id, std::uint64_t> entities) {
+    json::array out;
+    for (std::size_t s = 0; s < shards.size(); ++s) {
+      const auto& e = shards[s];
+      const auto* owner = state.find(e.owner);
+      json::value owner_name = owner ? json::value(owner->name) : json::value(nullptr);
+      const char* shard_state = e.owner.empty() ? "unallocated"
+                                : e.moving      ? "handoff"
+                                : e.available   ? "allocated"
+                                                : "unavailable";
+      auto n = entities.find(static_cast<shard_id>(s));
+      out.push_back(json::object{
+        {"shard", s},
+        {"owner", owner_name},
+        {"state", shard_state},
+        {"entities", n == entities.end() ? json::value(nullptr) : json::value(n->second)},
+      });
+    }
+    respond(json_response(200, json::serialize(json::object{
+                                 {"coordinator", oldest.empty() ? json::value(nullptr) : json::value(oldest)},
+                                 {"version", version},
+                                 {"shards", std::move(out)},
+                               })));
+  };
+  if (ctx_.entity_counts)
+    ctx_.entity_counts(std::move(render));
+  else
+    render({});
 }
 
 void api::events_query(std::string id, std::uint64_t from, std::size_t limit,

@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <string>
 
 #include "domain/account/account.hpp"
@@ -10,6 +12,7 @@
 #include "gateway/http_types.hpp"
 #include "gateway/query_pool.hpp"
 #include "runtime/cluster/member.hpp"
+#include "runtime/sharding/shard_region.hpp"
 #include "runtime/core/metrics.hpp"
 #include "runtime/persistence/journal.hpp"
 #include "runtime/projection/read_model.hpp"
@@ -30,6 +33,10 @@ struct api_context {
   std::uint32_t number_of_shards = 64;          ///< for the feed's cursors
   /// This node's view of the cluster (GET /cluster/members; readiness). Unset: no cluster.
   std::function<cluster::cluster_state()> cluster;
+  /// Where the shards live as this node knows it (GET /cluster/shards; readiness).
+  const sharding::shard_directory* shards = nullptr;
+  /// Live entities per shard of every reachable node (GET /cluster/shards), asynchronously.
+  std::function<void(std::function<void(std::map<shard_id, std::uint64_t>)>)> entity_counts;
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
@@ -44,6 +51,8 @@ public:
 private:
   /// GET /cluster/members.
   http_response cluster_members() const;
+  /// GET /cluster/shards.
+  void cluster_shards(responder respond) const;
   /// GET /accounts/{id}/events: the audit log, read from the journal on the query pool.
   void events_query(std::string id, std::uint64_t from, std::size_t limit, responder respond) const;
   /// GET /accounts/{id}?asOf=: the account rebuilt from its events up to `at_ms`.

@@ -4,6 +4,7 @@
 
 #include <caf/all.hpp>
 
+#include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/messages.hpp"
 
 namespace kontor::gateway {
@@ -16,10 +17,17 @@ struct ask_msg {
   std::function<void(entity_answer)> done;
 };
 
+/// A fan-out for GET /cluster/shards; local only (carries a callback).
+struct counts_msg {
+  std::vector<caf::actor> regions;
+  std::function<void(std::map<shard_id, std::uint64_t>)> done;
+};
+
 } // namespace
 } // namespace kontor::gateway
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::ask_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::counts_msg)
 
 namespace kontor::gateway {
 
@@ -40,6 +48,9 @@ entity_answer from_error(const caf::error& err) {
   } else if (is(sharding::errc::recovery_failed)) {
     // The entity could not start: the command was never decided.
     out.code = entity_answer::status::stopped;
+    out.message = sharding::error_message(err);
+  } else if (is(sharding::errc::shard_unavailable)) {
+    out.code = entity_answer::status::no_shard;
     out.message = sharding::error_message(err);
   } else if (err == caf::sec::request_receiver_down) {
     // The command reached an entity that had just stopped: it was never decided.
@@ -111,6 +122,31 @@ caf::behavior bridge_actor(self_ptr self, caf::actor region, std::chrono::millis
           },
           [=](caf::error& err) { answer(self, id, from_error(err)); });
     },
+    [=](counts_msg& msg) {
+      struct gather {
+        std::size_t waiting = 0;
+        std::map<shard_id, std::uint64_t> counts;
+        std::function<void(std::map<shard_id, std::uint64_t>)> done;
+      };
+      auto g = std::make_shared<gather>();
+      g->waiting = msg.regions.size();
+      g->done = std::move(msg.done);
+      if (g->waiting == 0)
+        return g->done({});
+      auto one_done = [g] {
+        if (--g->waiting == 0)
+          g->done(std::move(g->counts));
+      };
+      for (auto& region : msg.regions)
+        self->request(region, std::chrono::seconds(1), sharding::stats_atom::value)
+          .then(
+            [=](sharding::shard_stats& s) {
+              for (std::size_t i = 0; i < s.shards.size() && i < s.entities.size(); ++i)
+                g->counts[s.shards[i]] = s.entities[i];
+              one_done();
+            },
+            [=](caf::error&) { one_done(); });
+    },
     [=](sweep_atom) {
       auto& st = self->state;
       st.sweeping = false;
@@ -134,6 +170,11 @@ bridge::bridge(caf::actor_system& sys, caf::actor region, std::chrono::milliseco
 
 void bridge::ask(entity_id id, std::string payload, std::function<void(entity_answer)> done) const {
   caf::anon_send(actor_, ask_msg{{std::move(id), std::move(payload)}, std::move(done)});
+}
+
+void bridge::entity_counts(std::vector<caf::actor> regions,
+                           std::function<void(std::map<shard_id, std::uint64_t>)> done) const {
+  caf::anon_send(actor_, counts_msg{std::move(regions), std::move(done)});
 }
 
 } // namespace kontor::gateway

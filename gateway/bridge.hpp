@@ -2,6 +2,8 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
+#include <vector>
 #include <string>
 
 #include <caf/fwd.hpp>
@@ -18,6 +20,7 @@ struct entity_answer {
     timeout,     ///< no answer in time: the outcome is unknown
     unavailable, ///< the journal refused the write: nothing was appended
     stopped,     ///< the entity stopped (or failed to recover) before handling it: nothing appended
+    no_shard,    ///< its shard has no reachable home (owner down, unreachable, moving): not sent
     failed,      ///< anything else: a bug
   };
   status code = status::ok;
@@ -35,6 +38,11 @@ public:
 
   /// Sends `payload` to entity `id`; `done` runs exactly once, on a CAF thread.
   void ask(entity_id id, std::string payload, std::function<void(entity_answer)> done) const;
+
+  /// Asks every region in `regions` for its live entities per shard (1 s at most each) and calls
+  /// `done` once with what came back (shard → entities), on a CAF thread.
+  void entity_counts(std::vector<caf::actor> regions,
+                     std::function<void(std::map<shard_id, std::uint64_t>)> done) const;
 
   /// The bridge actor (to stop it with the rest of the system).
   const caf::actor& actor() const noexcept { return actor_; }

@@ -26,6 +26,8 @@
 #include "runtime/projection/poller.hpp"
 #include "runtime/projection/read_model.hpp"
 #include "runtime/message_types.hpp"
+#include "runtime/sharding/allocation.hpp"
+#include "runtime/sharding/coordinator.hpp"
 #include "runtime/sharding/shard_region.hpp"
 #include "runtime/singleton/singleton_manager.hpp"
 #include "runtime/stream/log_server.hpp"
@@ -48,7 +50,8 @@ std::vector<double> latency_buckets() {
 
 /// Graceful leave: the node becomes leaving (its shards and singletons move away), then exiting;
 /// returns when the cluster let it go, or after a bound (then it stops anyway).
-void leave_cluster(cluster::cluster& node, sigset_t& signals) {
+void leave_cluster(cluster::cluster& node, const sharding::shard_directory& directory,
+                   const singleton::singleton_manager& singletons, sigset_t& signals) {
   using namespace std::chrono;
   node.leave();
   const auto deadline = steady_clock::now() + seconds(30);
@@ -64,6 +67,27 @@ void leave_cluster(cluster::cluster& node, sigset_t& signals) {
              auto s = node.state();
              const auto* me = s.find(s.self);
              return !s.joined || me == nullptr || me->status != cluster::member_status::up;
+           },
+           milliseconds(20));
+  // The coordinator moves this node's shards away and the singletons hand over.
+  wait_for([&] {
+             if (singletons.running_here() != 0)
+               return false;
+             // With no other up member reachable, nobody could take the shards: they stay
+             // allocated to this node and serve again when it returns.
+             auto state = node.state();
+             bool others = false;
+             for (const auto& m : state.view.members)
+               others = others
+                        || (m.id != state.self && m.status == cluster::member_status::up
+                            && state.reaches(m.id));
+             if (!others)
+               return true;
+             auto [version, shards] = directory.shards();
+             for (const auto& s : shards)
+               if (s.owner == node.self())
+                 return false;
+             return true;
            },
            milliseconds(20));
   node.ready_to_exit();
@@ -119,32 +143,58 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   rules.max_amount = cfg.max_amount;
   rules.tx_window = cfg.tx_window;
 
+  // Every node is a cluster member (alone when it has no cluster port): its region serves the
+  // shards the coordinator allocated to it and passes the others on.
+  auto self_id = cluster::load_or_create_node_id(cfg.data_dir);
+  if (!self_id) {
+    log(log_level::error, component, self_id.error().message);
+    return 1;
+  }
+  auto directory = std::make_shared<sharding::shard_directory>();
   sharding::region_settings rs;
   rs.number_of_shards = cfg.number_of_shards;
   rs.journal = jrnl;
   rs.factory = gateway::account_entity_factory(rules);
   rs.snapshot_every = cfg.snapshot_every;
   rs.passivate_after = cfg.passivate_after;
-  auto region = sharding::spawn_shard_region(sys, rs);
+  rs.clustered = true;
+  rs.self_node = *self_id;
+  rs.route_timeout = cfg.route_timeout;
+  rs.route_buffer = cfg.route_buffer;
+  auto region = sharding::spawn_shard_region(sys, rs, directory);
   gateway::bridge entities{sys, region, cfg.command_timeout};
 
-  // This node's shard logs, for the read side's poller (and, in a cluster, for other nodes).
+  // This node's shard logs (for the read side's poller and catch-up streams of other nodes) and
+  // its copy of the allocation table.
   auto log_server = stream::spawn_log_server(sys, jrnl);
+  auto table_store =
+    sharding::spawn_table_store(sys, std::filesystem::path(cfg.data_dir) / "cluster");
 
-  // Read side: the poller runs as a cluster singleton; this node's read model subscribes to it.
-  singleton::singleton_manager singletons{sys};
+  // The cluster singletons: the shard coordinator and the read side's poller.
+  singleton::singleton_settings ss;
+  ss.clustered = true;
+  singleton::singleton_manager singletons{sys, ss};
+  auto daemon = std::make_shared<caf::actor>(); // set once the cluster daemon exists
+  sharding::coordinator_settings co;
+  co.number_of_shards = cfg.number_of_shards;
+  co.min_members = cfg.min_members;
+  co.rebalance_interval = cfg.rebalance_interval;
+  co.max_simultaneous_rebalance = cfg.max_simultaneous_rebalance;
+  auto coordinator = singletons.start("coordinator", [co, daemon](caf::actor_system& s) mutable {
+    co.cluster = *daemon;
+    return sharding::spawn_coordinator(s, co);
+  });
   std::unique_ptr<projection::read_model> read_model;
   std::unique_ptr<gateway::account_queries> read_queries;
   auto stop_early = [&] {
     singletons.stop_all();
-    caf::anon_send_exit(log_server, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+    for (auto& a : {log_server, table_store, region, entities.actor()})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   };
   if (cfg.read_side) {
     projection::poller_settings ps;
-    // One node holds every shard.
-    ps.locate = [log_server](shard_id) { return log_server; };
+    // Each shard is read from the node that holds it.
+    ps.locate = [directory](shard_id s) { return directory->service_of(s, "log"); };
     ps.batch_size = cfg.projection_batch;
     ps.idle_min = cfg.projection_idle_min;
     ps.idle_max = cfg.projection_idle_max;
@@ -222,7 +272,10 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   cs.failure_detector.acceptable_pause = cfg.acceptable_heartbeat_pause;
   cs.stable_after = cfg.stable_after;
   cs.seed_timeout = cfg.seed_timeout;
-  cs.services = {{"region", region}, {"log", log_server}};
+  cs.services = {{"region", region},
+                 {"log", log_server},
+                 {"tables", table_store},
+                 {"singletons", singletons.manager()}};
   cs.on_exit = [](cluster::exit_code code, const std::string& why) {
     {
       std::lock_guard lock{cluster_exit_mutex};
@@ -240,21 +293,31 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   auto* node = membership->get();
   if (node->port() != 0)
     log(log_level::info, component, "cluster port " + std::to_string(node->port()));
+  *daemon = node->daemon();
+  singletons.attach(node->daemon());
+  sharding::attach_region(region, node->daemon(), coordinator);
 
   std::atomic<bool> ready{false};
   auto queries = std::make_unique<gateway::query_pool>(1, 256);
   gateway::api api{{&entities, jrnl, queries.get(), &rules, &ready, read_queries.get(),
                     read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name,
-                    cfg.number_of_shards, [node] { return node->state(); }}};
+                    cfg.number_of_shards, [node] { return node->state(); }, directory.get(),
+                    [&entities, directory](auto done) {
+                      std::vector<caf::actor> regions;
+                      auto state = directory->cluster();
+                      for (const auto& m : state.view.members)
+                        if (auto r = state.service(m.id, "region"); r && state.reaches(m.id))
+                          regions.push_back(r);
+                      entities.entity_counts(std::move(regions), std::move(done));
+                    }}};
 
   auto stop_actors = [&] {
     node->stop();
     singletons.stop_all();
     if (read_model)
       caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(log_server, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(region, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(entities.actor(), caf::exit_reason::user_shutdown);
+    for (auto& a : {log_server, table_store, region, entities.actor()})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sys.await_all_actors_done();
   };
 
@@ -292,7 +355,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     log(log_level::info, component,
         std::string("stopping on ") + (sig == SIGINT ? "SIGINT" : "SIGTERM")
           + "; leaving the cluster");
-    leave_cluster(*node, stop_signals);
+    leave_cluster(*node, *directory, singletons, stop_signals);
   }
 
   // Reverse order: no new requests, then no actors (appends in flight still complete in the

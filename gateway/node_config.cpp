@@ -216,6 +216,10 @@ std::vector<option> options() {
      "unreachable members are downed (or this node exits, on the minority side) after the "
      "reachability view was stable this long",
      duration_setter(&node_config::stable_after, 100)},
+    {"min-members", std::to_string(d.min_members),
+     "no shard is allocated before this many members are up (a new cluster then spreads them "
+     "at once instead of moving them as nodes join)",
+     int_setter(&node_config::min_members, 1, 1000)},
     {"rebalance-interval", ms_text(d.rebalance_interval),
      "how often the coordinator moves shards to even out their spread",
      duration_setter(&node_config::rebalance_interval, 100)},

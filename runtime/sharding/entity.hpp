@@ -65,7 +65,9 @@ using entity_factory = std::function<std::unique_ptr<entity_logic>(const entity_
 
 /// Counters a region keeps for metrics; shared with whoever reports them.
 struct region_stats {
+  explicit region_stats(std::uint32_t shards = 4096) : live_by_shard(shards) {}
   std::atomic<std::int64_t> live_entities{0};    ///< started and not yet stopped
+  std::vector<std::atomic<std::int64_t>> live_by_shard; ///< the same per shard
   std::atomic<std::uint64_t> recoveries{0};      ///< entity starts (recovery runs)
   std::atomic<std::uint64_t> passivations{0};    ///< entities stopped for being idle
   std::atomic<std::uint64_t> events_appended{0}; ///< events made durable by entities
@@ -82,6 +84,13 @@ struct region_settings {
   std::chrono::milliseconds passivate_after{std::chrono::minutes(2)}; ///< idle time before stop
   std::size_t replay_batch = 1024;              ///< events read per recovery step
   std::shared_ptr<region_stats> stats = std::make_shared<region_stats>();
+  /// In a cluster: the region serves only the shards the coordinator allocated to this node
+  /// and passes the others on (attach it to the cluster with attach_region). Otherwise it serves
+  /// every shard itself.
+  bool clustered = false;
+  std::string self_node;                        ///< this node's id (clustered)
+  std::chrono::milliseconds route_timeout{std::chrono::seconds(3)}; ///< longest a request waits
+  std::size_t route_buffer = 10000;             ///< requests waiting at most (then 503 at once)
 };
 
 } // namespace kontor::sharding

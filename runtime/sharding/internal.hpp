@@ -12,9 +12,11 @@
 #include <caf/behavior.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/stateful_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include "runtime/persistence/journal.hpp"
 #include "runtime/sharding/entity.hpp"
+#include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/messages.hpp"
 
 namespace kontor::sharding {
@@ -67,13 +69,16 @@ struct shard_state {
   std::unordered_map<caf::actor_addr, entity_id> ids;
   /// Entities asked to stop (passivation), with the requests that arrived meanwhile.
   std::unordered_map<entity_id, std::vector<buffered_request>> stopping;
+  caf::actor region;                 ///< its region (where requests go back during a handoff)
+  bool handing_off = false;          ///< stopping every entity for a move
+  caf::typed_response_promise<stopped_atom, shard_offset> handoff; ///< answered when all stopped
   static inline const char* name = "kontor.shard";
 };
 
 /// Behaviour of one shard: starts entities on demand, tracks when each was last used, and
 /// passivates idle ones with a periodic sweep (no timer per message).
 caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard,
-                          shared_settings settings);
+                          shared_settings settings, caf::actor region);
 
 } // namespace kontor::sharding
 

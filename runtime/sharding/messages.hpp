@@ -30,6 +30,8 @@ typename Inspector::result_type inspect(Inspector& f, entity_envelope& x) {
 enum class errc : std::uint8_t {
   journal_failure = 1, ///< the journal refused the write: nothing was appended
   recovery_failed,     ///< the entity's stored events or snapshot cannot be read
+  shard_unavailable,   ///< the shard's owner is down, unreachable or the shard is moving:
+                       ///< the request was not delivered (retry later)
 };
 
 /// The category atom of Kontor runtime errors.

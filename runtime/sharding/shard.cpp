@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/internal.hpp"
 
 // Passivation (as in Akka Cluster Sharding): the shard notes when it last routed a request to
@@ -32,10 +33,13 @@ void schedule_sweep(self_ptr self) {
 caf::actor start_entity(self_ptr self, const entity_id& id) {
   auto& st = self->state;
   auto me = caf::actor_cast<caf::actor>(self);
-  auto entity = self->spawn<caf::monitored>(entity_actor, id, st.id, me, st.settings);
+  // Lazily: it starts with the first command already in its mailbox, so a recovery that fails
+  // answers that command with the reason (not a generic "stopped").
+  auto entity = self->spawn<caf::monitored + caf::lazy_init>(entity_actor, id, st.id, me, st.settings);
   st.live.emplace(id, live_entity{entity, clock::now()});
   st.ids.emplace(entity.address(), id);
   st.settings->stats->live_entities++;
+  st.settings->stats->live_by_shard[st.id]++;
   schedule_sweep(self);
   return entity;
 }
@@ -64,12 +68,25 @@ void on_entity_down(self_ptr self, const caf::down_msg& msg) {
   st.ids.erase(i);
   st.live.erase(id);
   st.settings->stats->live_entities--;
-  auto waiting = st.stopping.find(id);
-  if (waiting == st.stopping.end())
+  st.settings->stats->live_by_shard[st.id]--;
+  std::vector<buffered_request> buffered;
+  if (auto waiting = st.stopping.find(id); waiting != st.stopping.end()) {
+    buffered = std::move(waiting->second);
+    st.stopping.erase(waiting);
+    st.settings->stats->passivations++;
+  }
+  if (st.handing_off) {
+    // The shard is moving: requests that waited for this entity go back to the region, which
+    // holds them until it knows where the shard lives.
+    for (auto& req : buffered)
+      req.promise.delegate(st.region, std::move(req.envelope));
+    if (st.live.empty() && st.handoff.pending()) {
+      // Every entity has stopped, each after its command in flight: the shard can move.
+      st.handoff.deliver(stopped_atom::value, shard_offset{0});
+      self->quit();
+    }
     return;
-  auto buffered = std::move(waiting->second);
-  st.stopping.erase(waiting);
-  st.settings->stats->passivations++;
+  }
   if (buffered.empty())
     return;
   auto entity = start_entity(self, id);
@@ -80,9 +97,10 @@ void on_entity_down(self_ptr self, const caf::down_msg& msg) {
 } // namespace
 
 caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard,
-                          shared_settings settings) {
+                          shared_settings settings, caf::actor region) {
   self->state.id = shard;
   self->state.settings = std::move(settings);
+  self->state.region = std::move(region);
   self->set_down_handler([=](caf::down_msg& msg) { on_entity_down(self, msg); });
   self->set_exit_handler([=](caf::exit_msg& msg) {
     for (auto& kvp : self->state.live)
@@ -108,6 +126,24 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard
       return promise;
     },
     [=](sweep_atom) { sweep(self); },
+    // Stop every entity (each after the command it is handling) and answer once all are gone;
+    // the region holds new requests meanwhile.
+    [=](handoff_atom) -> caf::result<stopped_atom, shard_offset> {
+      auto& st = self->state;
+      st.handing_off = true;
+      auto promise = self->make_response_promise<stopped_atom, shard_offset>();
+      if (st.live.empty()) {
+        self->quit();
+        return caf::result<stopped_atom, shard_offset>{stopped_atom::value, shard_offset{0}};
+      }
+      st.handoff = promise;
+      for (auto& [id, entity] : st.live)
+        if (!st.stopping.count(id)) {
+          st.stopping.emplace(id, std::vector<buffered_request>{});
+          self->send(entity.actor, stop_atom::value);
+        }
+      return promise;
+    },
   };
 }
 

@@ -1,41 +1,439 @@
 #include "runtime/sharding/shard_region.hpp"
 
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
 #include <vector>
 
 #include <caf/all.hpp>
 
+#include "runtime/cluster/messages.hpp"
+#include "runtime/core/log.hpp"
+#include "runtime/persistence/journal.hpp"
+#include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/internal.hpp"
+#include "runtime/stream/messages.hpp"
 
 namespace kontor::sharding {
 
+/// Where a shard copy reports to (local only: it carries a callback).
+using copy_done = std::function<void(std::optional<std::string> failure, shard_offset end)>;
+
+} // namespace kontor::sharding
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<kontor::sharding::copy_done>)
+
+namespace kontor::sharding {
+
+// ---- shard_directory ----
+
+std::pair<std::uint64_t, std::vector<shard_directory::entry>> shard_directory::shards() const {
+  std::lock_guard lock{mutex_};
+  std::vector<entry> out(table_.owners.size());
+  for (std::size_t s = 0; s < out.size(); ++s) {
+    out[s].owner = table_.owners[s];
+    out[s].moving = s < moving_.size() && moving_[s];
+    const auto* m = cluster_.find(out[s].owner);
+    out[s].available = m != nullptr
+                       && (m->status == cluster::member_status::up
+                           || m->status == cluster::member_status::leaving)
+                       && cluster_.reaches(out[s].owner);
+  }
+  return {table_.version, std::move(out)};
+}
+
+caf::actor shard_directory::service_of(shard_id shard, const std::string& name) const {
+  std::lock_guard lock{mutex_};
+  if (shard >= table_.owners.size() || table_.owners[shard].empty())
+    return {};
+  const auto& owner = table_.owners[shard];
+  if (!cluster_.reaches(owner))
+    return {};
+  return cluster_.service(owner, name);
+}
+
+cluster::cluster_state shard_directory::cluster() const {
+  std::lock_guard lock{mutex_};
+  return cluster_;
+}
+
+bool shard_directory::routable() const {
+  std::lock_guard lock{mutex_};
+  return have_table_;
+}
+
+void shard_directory::update(const allocation_table& table, const std::vector<shard_id>& moving,
+                             const cluster::cluster_state& cluster, bool have_table) {
+  std::lock_guard lock{mutex_};
+  table_ = table;
+  moving_.assign(table.owners.size(), false);
+  for (auto s : moving)
+    if (s < moving_.size())
+      moving_[s] = true;
+  cluster_ = cluster;
+  have_table_ = have_table;
+}
+
 namespace {
+
+using clock_type = std::chrono::steady_clock;
+constexpr const char* component = "region";
+/// Local: (attach_atom, cluster daemon, coordinator proxy).
+using attach_atom = caf::atom_constant<caf::atom("rg_attach")>;
+using route_sweep_atom = caf::atom_constant<caf::atom("rg_sweep")>;
+constexpr std::chrono::milliseconds sweep_every{50};
+constexpr std::chrono::milliseconds map_retry{250};
+constexpr std::uint8_t max_hops = 3;
+/// Local: the next page of a shard copy.
+using copy_atom = caf::atom_constant<caf::atom("rg_copy")>;
+
+/// A request waiting for its shard to have a reachable home.
+struct waiting_request {
+  caf::response_promise promise;
+  entity_envelope envelope;
+  std::uint8_t hops = 0;
+  clock_type::time_point deadline;
+};
 
 struct region_state {
   shared_settings settings;
-  std::vector<caf::actor> shards; // index: shard id; started on first use
+  std::vector<caf::actor> shards; // index: shard id; local shard actors, started on first use
+  std::shared_ptr<shard_directory> directory;
+  // clustered
+  caf::actor coordinator;
+  cluster::cluster_state cluster;
+  bool have_cluster = false;
+  shard_map map;
+  bool have_map = false;
+  std::set<shard_id> handing_off;      ///< stopped here for a move; requests wait
+  std::map<shard_id, std::deque<waiting_request>> waiting;
+  std::size_t waiting_total = 0;
+  bool sweeping = false;
+  bool map_asked = false;
+  std::set<shard_id> allocation_asked;
   static inline const char* name = "kontor.region";
 };
 
-caf::behavior region_actor(caf::stateful_actor<region_state>* self, shared_settings settings) {
+using self_ptr = caf::stateful_actor<region_state>*;
+
+caf::error unavailable(std::string why) {
+  return make_error(errc::shard_unavailable, std::move(why));
+}
+
+void publish(self_ptr self) {
+  auto& st = self->state;
+  if (st.directory)
+    st.directory->update(st.map.table, st.map.moving, st.cluster, st.have_map);
+}
+
+caf::actor local_shard(self_ptr self, shard_id shard) {
+  auto& st = self->state;
+  auto& target = st.shards[shard];
+  if (!target)
+    target = self->spawn<caf::monitored>(shard_actor, shard, st.settings,
+                                         caf::actor_cast<caf::actor>(self));
+  return target;
+}
+
+void apply_map(self_ptr self, shard_map map);
+
+void ask_map(self_ptr self) {
+  auto& st = self->state;
+  if (st.map_asked || !st.coordinator)
+    return;
+  st.map_asked = true;
+  self->request(st.coordinator, st.settings->route_timeout, map_atom::value)
+    .then(
+      [=](map_atom, shard_map& map) {
+        self->state.map_asked = false;
+        apply_map(self, std::move(map));
+      },
+      [=](caf::error&) {
+        self->state.map_asked = false;
+        self->delayed_send(self, map_retry, map_atom::value, true);
+      });
+}
+
+void park(self_ptr self, shard_id shard, caf::response_promise promise, entity_envelope env,
+          std::uint8_t hops, clock_type::time_point deadline) {
+  auto& st = self->state;
+  if (st.waiting_total >= st.settings->route_buffer) {
+    promise.deliver(unavailable("too many requests wait for shards to settle on this node (route-buffer "
+                                + std::to_string(st.settings->route_buffer) + ")"));
+    return;
+  }
+  st.waiting[shard].push_back({std::move(promise), std::move(env), hops, deadline});
+  ++st.waiting_total;
+  if (!st.sweeping) {
+    st.sweeping = true;
+    self->delayed_send(self, sweep_every, route_sweep_atom::value);
+  }
+}
+
+/// Sends the request where its shard lives, or holds it, or refuses it.
+void route(self_ptr self, caf::response_promise promise, entity_envelope env, std::uint8_t hops,
+           std::optional<clock_type::time_point> waiting_since = std::nullopt) {
+  auto& st = self->state;
+  const auto deadline = waiting_since ? *waiting_since : clock_type::now() + st.settings->route_timeout;
+  const auto shard = shard_of(env.id, st.settings->number_of_shards);
+  if (!st.settings->clustered) {
+    promise.delegate(local_shard(self, shard), std::move(env));
+    return;
+  }
+  if (!st.have_map || !st.have_cluster) {
+    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    ask_map(self);
+    return;
+  }
+  const auto& owners = st.map.table.owners;
+  const bool moving = std::find(st.map.moving.begin(), st.map.moving.end(), shard)
+                      != st.map.moving.end();
+  if (st.handing_off.count(shard) || moving || shard >= owners.size()) {
+    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    return;
+  }
+  const auto& owner = owners[shard];
+  if (owner.empty()) {
+    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    if (st.allocation_asked.insert(shard).second && st.coordinator)
+      self->send(st.coordinator, allocate_atom::value, shard);
+    return;
+  }
+  if (owner == st.settings->self_node) {
+    promise.delegate(local_shard(self, shard), std::move(env));
+    return;
+  }
+  const auto* m = st.cluster.find(owner);
+  if (m == nullptr || m->status == cluster::member_status::down
+      || m->status == cluster::member_status::removed) {
+    promise.deliver(unavailable("shard " + std::to_string(shard) + " is unavailable: its owner "
+                                + (m ? m->name : owner)
+                                + " is down; it serves again when that node returns"));
+    return;
+  }
+  auto region = st.cluster.service(owner, "region");
+  if (!st.cluster.reaches(owner) || !region) {
+    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    return;
+  }
+  if (hops >= max_hops) {
+    promise.deliver(unavailable("shard " + std::to_string(shard)
+                                + ": the nodes disagree about its owner right now"));
+    return;
+  }
+  promise.delegate(region, routed_envelope{std::move(env), static_cast<std::uint8_t>(hops + 1)});
+}
+
+/// Routes everything that waits again (a new table, a new cluster state, a resumed shard).
+void reroute(self_ptr self) {
+  auto& st = self->state;
+  auto waiting = std::move(st.waiting);
+  st.waiting.clear();
+  st.waiting_total = 0;
+  // Each keeps its deadline: routing again must not extend a request's wait.
+  for (auto& [shard, queue] : waiting)
+    for (auto& w : queue)
+      route(self, std::move(w.promise), std::move(w.envelope), w.hops, w.deadline);
+}
+
+void sweep(self_ptr self) {
+  auto& st = self->state;
+  st.sweeping = false;
+  const auto now = clock_type::now();
+  for (auto i = st.waiting.begin(); i != st.waiting.end();) {
+    auto& queue = i->second;
+    while (!queue.empty() && queue.front().deadline <= now) {
+      queue.front().promise.deliver(unavailable(
+        "shard " + std::to_string(i->first) + " had no reachable home for "
+        + std::to_string(st.settings->route_timeout.count()) + " ms (moving, or its owner unreachable)"));
+      queue.pop_front();
+      --st.waiting_total;
+    }
+    i = queue.empty() ? st.waiting.erase(i) : std::next(i);
+  }
+  if (st.waiting_total > 0) {
+    st.sweeping = true;
+    self->delayed_send(self, sweep_every, route_sweep_atom::value);
+  }
+}
+
+void apply_map(self_ptr self, shard_map map) {
+  auto& st = self->state;
+  if (st.have_map && map.table.version < st.map.table.version)
+    return;
+  st.map = std::move(map);
+  st.have_map = true;
+  st.allocation_asked.clear();
+  // A shard stopped here for a move is either gone (another owner) or ours again.
+  for (auto i = st.handing_off.begin(); i != st.handing_off.end();) {
+    const auto s = *i;
+    const bool moving = std::find(st.map.moving.begin(), st.map.moving.end(), s) != st.map.moving.end();
+    if (moving) {
+      ++i;
+      continue;
+    }
+    i = st.handing_off.erase(i);
+  }
+  publish(self);
+  reroute(self);
+}
+
+/// Copies `shard` from `source` (a shard log server) into this node's journal up to `until`,
+/// page after page, each page one idempotent import.
+void copy_shard(self_ptr self, shard_id shard, caf::actor source, shard_offset until,
+                copy_done done) {
+  auto journal = self->state.settings->journal;
+  auto end = journal->shard_end(shard);
+  if (!end)
+    return done(end.error().message, 0);
+  if (*end >= until)
+    return done(std::nullopt, *end);
+  stream::read_request req{{stream::shard_cursor{shard, *end + 1}}, 1000};
+  self->request(source, std::chrono::seconds(10), stream::read_shards_atom::value, std::move(req))
+    .then(
+      [=](stream::read_reply& reply) {
+        if (reply.shards.size() != 1 || reply.shards[0].events.empty())
+          return done("the source has no events at position " + std::to_string(*end + 1), *end);
+        persistence::shard_import imp{shard, std::move(reply.shards[0].events), {}};
+        auto me = caf::actor_cast<caf::actor>(self);
+        auto next = std::make_shared<copy_done>(done);
+        journal->import_async(std::move(imp), [=](persistence::expected<persistence::import_result> r) {
+          caf::anon_send(me, copy_atom::value, shard, source, until,
+                         r ? std::string{} : r.error().message,
+                         std::make_shared<copy_done>(*next));
+        });
+      },
+      [=](caf::error& err) { done(self->home_system().render(err), *end); });
+}
+
+caf::behavior region_actor(self_ptr self, shared_settings settings,
+                           std::shared_ptr<shard_directory> directory) {
   self->state.settings = settings;
   self->state.shards.resize(settings->number_of_shards);
+  self->state.directory = std::move(directory);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    for (auto& s : self->state.shards)
+      if (s && s.address() == msg.source)
+        s = nullptr;
+  });
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& s : self->state.shards)
+      if (s)
+        self->send_exit(s, msg.reason);
+    for (auto& [shard, queue] : self->state.waiting)
+      for (auto& w : queue)
+        w.promise.deliver(unavailable("this node is stopping"));
+    self->quit(msg.reason);
+  });
   return {
-    [=](entity_envelope& env) {
+    [=](entity_envelope& env) -> caf::response_promise {
+      auto promise = self->make_response_promise();
+      route(self, promise, std::move(env), 0);
+      return promise;
+    },
+    [=](routed_envelope& r) -> caf::response_promise {
+      auto promise = self->make_response_promise();
+      route(self, promise, std::move(r.envelope), r.hops);
+      return promise;
+    },
+    [=](attach_atom, caf::actor& cluster, caf::actor& coordinator) {
+      self->state.coordinator = std::move(coordinator);
+      self->send(cluster, cluster::subscribe_atom::value, caf::actor_cast<caf::actor>(self));
+      ask_map(self);
+    },
+    [=](cluster::cluster_state& state) {
+      self->state.cluster = std::move(state);
+      self->state.have_cluster = true;
+      publish(self);
+      reroute(self);
+    },
+    [=](map_atom, shard_map& map) { apply_map(self, std::move(map)); },
+    [=](map_atom, bool) { ask_map(self); },
+    [=](route_sweep_atom) { sweep(self); },
+    // ---- moving shards (the coordinator asks) ----
+    [=](handoff_atom, shard_id shard) -> caf::result<stopped_atom, shard_offset> {
       auto& st = self->state;
-      auto shard = shard_of(env.id, st.settings->number_of_shards);
-      auto& target = st.shards[shard];
-      if (!target)
-        target = self->spawn<caf::linked>(shard_actor, shard, st.settings);
-      return self->delegate(target, std::move(env));
+      if (shard >= st.shards.size())
+        return caf::make_error(caf::sec::invalid_argument, "no such shard");
+      st.handing_off.insert(shard);
+      auto promise = self->make_response_promise<stopped_atom, shard_offset>();
+      auto finish = [=]() mutable {
+        auto end = self->state.settings->journal->shard_end(shard);
+        if (!end)
+          promise.deliver(caf::make_error(caf::sec::runtime_error, end.error().message));
+        else
+          promise.deliver(stopped_atom::value, *end);
+      };
+      auto& local = st.shards[shard];
+      if (!local) {
+        finish();
+        return promise;
+      }
+      auto shard_actor = local;
+      local = nullptr; // requests from now on wait in the region
+      self->request(shard_actor, caf::infinite, handoff_atom::value)
+        .then([=](stopped_atom, shard_offset) mutable { finish(); },
+              [=](caf::error&) mutable { finish(); }); // it is gone either way
+      log(log_level::info, component, "handing off shard " + std::to_string(shard));
+      return promise;
+    },
+    [=](resume_atom, shard_id shard) {
+      if (self->state.handing_off.erase(shard) > 0) {
+        log(log_level::info, component, "shard " + std::to_string(shard) + " stays here");
+        reroute(self);
+      }
+    },
+    [=](take_over_atom, shard_id shard, caf::actor& source, shard_offset until)
+      -> caf::result<ready_atom, shard_offset> {
+      auto promise = self->make_response_promise<ready_atom, shard_offset>();
+      // Copy the shard's log from the old owner up to where it stopped (the catch-up stream).
+      copy_shard(self, shard, source, until,
+                 [=](std::optional<std::string> failure, shard_offset end) mutable {
+                   if (failure) {
+                     promise.deliver(caf::make_error(caf::sec::runtime_error,
+                                                     "copying shard " + std::to_string(shard)
+                                                       + " failed: " + *failure));
+                     return;
+                   }
+                   log(log_level::info, component,
+                       "took over shard " + std::to_string(shard) + " up to position "
+                         + std::to_string(end));
+                   promise.deliver(ready_atom::value, end);
+                 });
+      return promise;
+    },
+    [=](copy_atom, shard_id shard, caf::actor& source, shard_offset until, std::string& failure,
+        std::shared_ptr<copy_done>& done) {
+      if (!failure.empty())
+        return (*done)(failure, 0);
+      copy_shard(self, shard, source, until, *done);
+    },
+    [=](stats_atom) {
+      auto& st = self->state;
+      shard_stats out;
+      for (shard_id s = 0; s < st.shards.size(); ++s)
+        if (st.shards[s]) {
+          out.shards.push_back(s);
+          out.entities.push_back(static_cast<std::uint64_t>(
+            std::max<std::int64_t>(0, st.settings->stats->live_by_shard[s].load())));
+        }
+      return out;
     },
   };
 }
 
 } // namespace
 
-caf::actor spawn_shard_region(caf::actor_system& sys, region_settings settings) {
+caf::actor spawn_shard_region(caf::actor_system& sys, region_settings settings,
+                              std::shared_ptr<shard_directory> directory) {
   auto shared = std::make_shared<const region_settings>(std::move(settings));
-  return sys.spawn(region_actor, std::move(shared));
+  return sys.spawn(region_actor, std::move(shared), std::move(directory));
+}
+
+void attach_region(const caf::actor& region, const caf::actor& cluster_daemon,
+                   const caf::actor& coordinator_proxy) {
+  caf::anon_send(region, attach_atom::value, cluster_daemon, coordinator_proxy);
 }
 
 } // namespace kontor::sharding

@@ -1,0 +1,79 @@
+#pragma once
+
+// The sharding protocol between nodes: the coordinator's table pushes, handoffs, and requests
+// that regions pass on to the shard's owner. Every type here crosses nodes: it is in the
+// kontor_sharding type-ID block.
+
+#include <cstdint>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/type_id.hpp>
+
+#include "runtime/sharding/allocation.hpp"
+#include "runtime/sharding/messages.hpp"
+
+namespace kontor::sharding {
+
+/// What the coordinator tells every region: the committed table, and the shards being moved
+/// now (requests for those wait in the regions until the move is over).
+struct shard_map {
+  allocation_table table;
+  std::vector<shard_id> moving;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_map& x) {
+  return f(caf::meta::type_name("shard_map"), x.table, x.moving);
+}
+
+/// A request a region passes on to the region of the shard's owner (`hops` bounds the passing
+/// on while regions disagree about the owner for a moment).
+struct routed_envelope {
+  entity_envelope envelope;
+  std::uint8_t hops = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routed_envelope& x) {
+  return f(caf::meta::type_name("routed_envelope"), x.envelope, x.hops);
+}
+
+/// Coordinator → regions: (map_atom, shard_map). Region → coordinator: (map_atom) → shard_map.
+using map_atom = caf::atom_constant<caf::atom("sh_map")>;
+/// Region → coordinator: (allocate_atom, shard): a request for a shard nobody owns yet.
+using allocate_atom = caf::atom_constant<caf::atom("sh_alloc")>;
+/// Coordinator → the owner's region: (handoff_atom, shard) → (stopped_atom, last position):
+/// stop the shard's entities between commands and hold its requests.
+using handoff_atom = caf::atom_constant<caf::atom("sh_hand")>;
+using stopped_atom = caf::atom_constant<caf::atom("sh_stopd")>;
+/// Coordinator → the new owner's region: (take_over_atom, shard, source log server, position)
+/// → (ready_atom, its last position): copy the shard's log up to the position.
+using take_over_atom = caf::atom_constant<caf::atom("sh_take")>;
+using ready_atom = caf::atom_constant<caf::atom("sh_ready")>;
+/// Coordinator → the old owner's region: (resume_atom, shard): the move failed, serve it again.
+using resume_atom = caf::atom_constant<caf::atom("sh_resume")>;
+/// Anyone → a region: (stats_atom) → shard_stats.
+using stats_atom = caf::atom_constant<caf::atom("sh_stats")>;
+
+/// A region's live entities per shard it serves.
+struct shard_stats {
+  std::vector<shard_id> shards;
+  std::vector<std::uint64_t> entities;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, shard_stats& x) {
+  return f(caf::meta::type_name("shard_stats"), x.shards, x.entities);
+}
+
+} // namespace kontor::sharding
+
+CAF_BEGIN_TYPE_ID_BLOCK(kontor_sharding, caf::first_custom_type_id + 400)
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::allocation_table))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::table_reply))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::shard_map))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::routed_envelope))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::shard_stats))
+CAF_END_TYPE_ID_BLOCK(kontor_sharding)
