@@ -640,67 +640,100 @@ void api::cluster_shards(responder respond) const {
     render({});
 }
 
-void api::events_query(std::string id, std::uint64_t from, std::size_t limit,
-                       responder respond) const {
-  auto journal = ctx_.journal;
-  auto job = [journal, id = std::move(id), from, limit, respond]() {
-    auto events = journal->replay(id, from, limit);
-    if (!events)
-      return respond(unavailable("journal_unavailable", events.error().message));
-    if (events->empty()) {
-      auto highest = journal->highest_sequence_nr(id);
-      if (!highest)
-        return respond(unavailable("journal_unavailable", highest.error().message));
-      if (*highest == 0)
-        return respond(error_response(404, "account_not_found", "Account " + id + " does not exist"));
-    }
-    json::array out;
-    for (const auto& stored : *events) {
-      auto ev = account::parse_event(stored.payload);
-      if (!ev)
-        return respond(unreadable_event(id, stored.seq));
-      out.push_back(event_to_log_json(*ev));
-    }
-    respond(json_response(200, json::serialize(out)));
-  };
-  if (!ctx_.queries->submit(job))
-    respond(unavailable("busy", "too many queries in progress"));
+namespace {
+
+/// The HTTP answer to a read of an entity's events that did not succeed.
+http_response read_failure(const bridge::events_answer& a) {
+  using status = entity_answer::status;
+  switch (a.code) {
+    case status::timeout:
+      return unavailable("timeout", a.message);
+    case status::no_shard:
+      return unavailable("shard_unavailable", a.message);
+    default:
+      return unavailable("journal_unavailable", a.message);
+  }
 }
 
-void api::as_of_query(std::string id, std::int64_t at_ms, responder respond) const {
-  auto journal = ctx_.journal;
-  auto rules = ctx_.rules;
-  auto job = [journal, rules, id = std::move(id), at_ms, respond]() {
-    auto st = account::initial_state(id);
-    constexpr std::size_t page = 1000;
-    for (sequence_nr from = 1;;) {
-      auto events = journal->replay(id, from, page);
-      if (!events)
-        return respond(unavailable("journal_unavailable", events.error().message));
-      bool past = false;
-      for (const auto& stored : *events) {
+} // namespace
+
+void api::events_query(std::string id, std::uint64_t from, std::size_t limit,
+                       responder respond) const {
+  // The account's events are read from the journal of the node that owns its shard.
+  ctx_.entities->read_events(
+    id, from, static_cast<std::uint32_t>(limit),
+    [id, respond](bridge::events_answer a) {
+      if (a.code != entity_answer::status::ok)
+        return respond(read_failure(a));
+      if (a.events.empty() && a.highest == 0)
+        return respond(error_response(404, "account_not_found", "Account " + id + " does not exist"));
+      json::array out;
+      for (const auto& stored : a.events) {
         auto ev = account::parse_event(stored.payload);
         if (!ev)
           return respond(unreadable_event(id, stored.seq));
-        if (ev->at_ms() > at_ms) {
-          past = true;
-          break;
-        }
-        account::evolve(st, *ev, *rules);
+        out.push_back(event_to_log_json(*ev));
       }
-      if (past || events->size() < page)
-        break;
-      from = events->back().seq + 1;
+      respond(json_response(200, json::serialize(out)));
+    });
+}
+
+namespace {
+
+/// An asOf query in progress: reads the account's events page by page from its owner, folding
+/// those stamped at or before the instant.
+struct as_of_fold : std::enable_shared_from_this<as_of_fold> {
+  static constexpr std::uint32_t page = 1000;
+  const bridge* entities;
+  const account::rules* rules;
+  std::string id;
+  std::int64_t at_ms;
+  responder respond;
+  account::state st;
+
+  void next(sequence_nr from) {
+    entities->read_events(id, from, page, [self = shared_from_this()](bridge::events_answer a) {
+      self->on_page(std::move(a));
+    });
+  }
+
+  void on_page(bridge::events_answer a) {
+    if (a.code != entity_answer::status::ok)
+      return respond(read_failure(a));
+    for (const auto& stored : a.events) {
+      auto ev = account::parse_event(stored.payload);
+      if (!ev)
+        return respond(unreadable_event(id, stored.seq));
+      if (ev->at_ms() > at_ms)
+        return finish();
+      account::evolve(st, *ev, *rules);
     }
+    if (a.events.size() < page)
+      return finish();
+    next(a.events.back().seq + 1);
+  }
+
+  void finish() {
     if (!st.opened)
       return respond(error_response(404, "account_not_found",
                                     "Account " + id + " did not exist at " + format_time(at_ms)));
     auto r = json_response(200, json::serialize(account_to_json(account::view_of(st))));
     r.headers.emplace_back("ETag", "\"" + std::to_string(st.version) + "\"");
     respond(std::move(r));
-  };
-  if (!ctx_.queries->submit(job))
-    respond(unavailable("busy", "too many queries in progress"));
+  }
+};
+
+} // namespace
+
+void api::as_of_query(std::string id, std::int64_t at_ms, responder respond) const {
+  auto fold = std::make_shared<as_of_fold>();
+  fold->entities = ctx_.entities;
+  fold->rules = ctx_.rules;
+  fold->id = id;
+  fold->at_ms = at_ms;
+  fold->respond = std::move(respond);
+  fold->st = account::initial_state(id);
+  fold->next(1);
 }
 
 } // namespace kontor::gateway

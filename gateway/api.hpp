@@ -10,7 +10,6 @@
 #include "gateway/account_projection.hpp"
 #include "gateway/bridge.hpp"
 #include "gateway/http_types.hpp"
-#include "gateway/query_pool.hpp"
 #include "runtime/cluster/member.hpp"
 #include "runtime/sharding/shard_region.hpp"
 #include "runtime/core/metrics.hpp"
@@ -21,9 +20,7 @@ namespace kontor::gateway {
 
 /// What the API needs from the node. Everything is owned by the node and outlives the API.
 struct api_context {
-  const bridge* entities = nullptr;            ///< commands and consistent reads
-  const persistence::journal* journal = nullptr;///< audit log and asOf reads
-  query_pool* queries = nullptr;               ///< where journal reads run
+  const bridge* entities = nullptr;            ///< commands, consistent reads, audit log, asOf
   const account::rules* rules = nullptr;
   const std::atomic<bool>* ready = nullptr;    ///< readiness of the node
   const account_queries* reads = nullptr;      ///< the read model (eventually consistent)

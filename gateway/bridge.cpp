@@ -17,6 +17,12 @@ struct ask_msg {
   std::function<void(entity_answer)> done;
 };
 
+/// A read of an entity's events from a non-actor caller; local only (carries a callback).
+struct read_msg {
+  sharding::entity_read read;
+  std::function<void(bridge::events_answer)> done;
+};
+
 /// A fan-out for GET /cluster/shards; local only (carries a callback).
 struct counts_msg {
   std::vector<caf::actor> regions;
@@ -28,6 +34,7 @@ struct counts_msg {
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::ask_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::counts_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::read_msg)
 
 namespace kontor::gateway {
 
@@ -122,6 +129,19 @@ caf::behavior bridge_actor(self_ptr self, caf::actor region, std::chrono::millis
           },
           [=](caf::error& err) { answer(self, id, from_error(err)); });
     },
+    [=](read_msg& msg) {
+      // The same deadline as commands, but one CAF timeout: reads are rare next to commands.
+      auto done = std::make_shared<std::function<void(bridge::events_answer)>>(std::move(msg.done));
+      self->request(self->state.region, self->state.timeout, std::move(msg.read))
+        .then(
+          [=](sharding::entity_events& r) {
+            (*done)({entity_answer::status::ok, std::move(r.events), r.highest, {}});
+          },
+          [=](caf::error& err) {
+            auto a = err == caf::sec::request_timeout ? timed_out() : from_error(err);
+            (*done)({a.code, {}, 0, std::move(a.message)});
+          });
+    },
     [=](counts_msg& msg) {
       struct gather {
         std::size_t waiting = 0;
@@ -170,6 +190,11 @@ bridge::bridge(caf::actor_system& sys, caf::actor region, std::chrono::milliseco
 
 void bridge::ask(entity_id id, std::string payload, std::function<void(entity_answer)> done) const {
   caf::anon_send(actor_, ask_msg{{std::move(id), std::move(payload)}, std::move(done)});
+}
+
+void bridge::read_events(entity_id id, sequence_nr from, std::uint32_t max,
+                         std::function<void(events_answer)> done) const {
+  caf::anon_send(actor_, read_msg{{std::move(id), from, max}, std::move(done)});
 }
 
 void bridge::entity_counts(std::vector<caf::actor> regions,

@@ -10,6 +10,7 @@
 #include <caf/actor.hpp>
 
 #include "runtime/core/ids.hpp"
+#include "runtime/persistence/journal.hpp"
 
 namespace kontor::gateway {
 
@@ -38,6 +39,19 @@ public:
 
   /// Sends `payload` to entity `id`; `done` runs exactly once, on a CAF thread.
   void ask(entity_id id, std::string payload, std::function<void(entity_answer)> done) const;
+
+  /// The outcome of reading an entity's stored events at the node that owns it.
+  struct events_answer {
+    entity_answer::status code = entity_answer::status::ok;
+    std::vector<persistence::stored_event> events; ///< when ok
+    sequence_nr highest = 0;                       ///< the entity's highest seq, when ok
+    std::string message;                           ///< what went wrong otherwise
+  };
+
+  /// Reads entity `id`'s events from `from` on (at most `max`) from the journal of the node
+  /// that owns its shard; `done` runs exactly once, on a CAF thread.
+  void read_events(entity_id id, sequence_nr from, std::uint32_t max,
+                   std::function<void(events_answer)> done) const;
 
   /// Asks every region in `regions` for its live entities per shard (1 s at most each) and calls
   /// `done` once with what came back (shard → entities), on a CAF thread.

@@ -18,7 +18,6 @@
 #include "gateway/bridge.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/node_config.hpp"
-#include "gateway/query_pool.hpp"
 #include "runtime/cluster/cluster.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/core/metrics.hpp"
@@ -298,8 +297,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   sharding::attach_region(region, node->daemon(), coordinator);
 
   std::atomic<bool> ready{false};
-  auto queries = std::make_unique<gateway::query_pool>(1, 256);
-  gateway::api api{{&entities, jrnl, queries.get(), &rules, &ready, read_queries.get(),
+  gateway::api api{{&entities, &rules, &ready, read_queries.get(),
                     read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name,
                     cfg.number_of_shards, [node] { return node->state(); }, directory.get(),
                     [&entities, directory](auto done) {
@@ -359,11 +357,10 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   }
 
   // Reverse order: no new requests, then no actors (appends in flight still complete in the
-  // journal), then no pending query jobs, then the HTTP machinery, then the journal.
+  // journal), then the HTTP machinery, then the journal.
   ready = false;
   server->stop();
   stop_actors();
-  queries.reset();
   server.reset();
   log(log_level::info, component, "stopped");
   return exit_status;

@@ -12,6 +12,7 @@
 #include <caf/type_id.hpp>
 
 #include "runtime/sharding/allocation.hpp"
+#include "runtime/stream/messages.hpp" // stored_event's inspect
 #include "runtime/sharding/messages.hpp"
 
 namespace kontor::sharding {
@@ -40,6 +41,42 @@ typename Inspector::result_type inspect(Inspector& f, routed_envelope& x) {
   return f(caf::meta::type_name("routed_envelope"), x.envelope, x.hops);
 }
 
+/// A read of one entity's stored events, routed like a command to the node that owns its shard
+/// (the audit log and temporal queries must read the owner's journal).
+struct entity_read {
+  entity_id id;
+  sequence_nr from = 1;
+  std::uint32_t max = 1000;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_read& x) {
+  return f(caf::meta::type_name("entity_read"), x.id, x.from, x.max);
+}
+
+/// The answer to an entity_read: events from `from` on (at most `max`) and the entity's
+/// highest sequence number.
+struct entity_events {
+  std::vector<persistence::stored_event> events;
+  sequence_nr highest = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_events& x) {
+  return f(caf::meta::type_name("entity_events"), x.events, x.highest);
+}
+
+/// An entity_read a region passes on to the owner's region.
+struct routed_read {
+  entity_read read;
+  std::uint8_t hops = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routed_read& x) {
+  return f(caf::meta::type_name("routed_read"), x.read, x.hops);
+}
+
 /// Coordinator → regions: (map_atom, shard_map). Region → coordinator: (map_atom) → shard_map.
 using map_atom = caf::atom_constant<caf::atom("sh_map")>;
 /// Region → coordinator: (allocate_atom, shard): a request for a shard nobody owns yet.
@@ -54,6 +91,8 @@ using take_over_atom = caf::atom_constant<caf::atom("sh_take")>;
 using ready_atom = caf::atom_constant<caf::atom("sh_ready")>;
 /// Coordinator → the old owner's region: (resume_atom, shard): the move failed, serve it again.
 using resume_atom = caf::atom_constant<caf::atom("sh_resume")>;
+/// Region → its entity reader: (read_entity_atom, entity_read) → entity_events.
+using read_entity_atom = caf::atom_constant<caf::atom("sh_readev")>;
 /// Anyone → a region: (stats_atom) → shard_stats.
 using stats_atom = caf::atom_constant<caf::atom("sh_stats")>;
 
@@ -76,4 +115,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(kontor_sharding, caf::first_custom_type_id + 400)
   CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::shard_map))
   CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::routed_envelope))
   CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::shard_stats))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::entity_read))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::entity_events))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::routed_read))
 CAF_END_TYPE_ID_BLOCK(kontor_sharding)

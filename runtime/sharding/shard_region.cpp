@@ -4,6 +4,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <variant>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -88,16 +89,24 @@ constexpr std::uint8_t max_hops = 3;
 /// Local: the next page of a shard copy.
 using copy_atom = caf::atom_constant<caf::atom("rg_copy")>;
 
+/// What a region routes: a command for an entity, or a read of its stored events.
+using routed = std::variant<entity_envelope, entity_read>;
+
+const entity_id& id_of(const routed& r) {
+  return std::visit([](const auto& x) -> const entity_id& { return x.id; }, r);
+}
+
 /// A request waiting for its shard to have a reachable home.
 struct waiting_request {
   caf::response_promise promise;
-  entity_envelope envelope;
+  routed request;
   std::uint8_t hops = 0;
   clock_type::time_point deadline;
 };
 
 struct region_state {
   shared_settings settings;
+  caf::actor reader; ///< answers entity_read from the journal, on its own thread
   std::vector<caf::actor> shards; // index: shard id; local shard actors, started on first use
   std::shared_ptr<shard_directory> directory;
   // clustered
@@ -155,7 +164,7 @@ void ask_map(self_ptr self) {
       });
 }
 
-void park(self_ptr self, shard_id shard, caf::response_promise promise, entity_envelope env,
+void park(self_ptr self, shard_id shard, caf::response_promise promise, routed env,
           std::uint8_t hops, clock_type::time_point deadline) {
   auto& st = self->state;
   if (st.waiting_total >= st.settings->route_buffer) {
@@ -172,13 +181,25 @@ void park(self_ptr self, shard_id shard, caf::response_promise promise, entity_e
 }
 
 /// Sends the request where its shard lives, or holds it, or refuses it.
-void route(self_ptr self, caf::response_promise promise, entity_envelope env, std::uint8_t hops,
+/// Serves a request for a shard this node owns: a command goes to the shard, a read to the
+/// region's reader (a thread of its own: journal reads block).
+void serve_here(self_ptr self, shard_id shard, caf::response_promise promise, routed r) {
+  auto& st = self->state;
+  if (auto* env = std::get_if<entity_envelope>(&r)) {
+    promise.delegate(local_shard(self, shard), std::move(*env));
+    return;
+  }
+  // Reads block on the journal: they run on the region's reader thread.
+  promise.delegate(st.reader, read_entity_atom::value, std::move(std::get<entity_read>(r)));
+}
+
+void route(self_ptr self, caf::response_promise promise, routed env, std::uint8_t hops,
            std::optional<clock_type::time_point> waiting_since = std::nullopt) {
   auto& st = self->state;
   const auto deadline = waiting_since ? *waiting_since : clock_type::now() + st.settings->route_timeout;
-  const auto shard = shard_of(env.id, st.settings->number_of_shards);
+  const auto shard = shard_of(id_of(env), st.settings->number_of_shards);
   if (!st.settings->clustered) {
-    promise.delegate(local_shard(self, shard), std::move(env));
+    serve_here(self, shard, std::move(promise), std::move(env));
     return;
   }
   if (!st.have_map || !st.have_cluster) {
@@ -201,7 +222,7 @@ void route(self_ptr self, caf::response_promise promise, entity_envelope env, st
     return;
   }
   if (owner == st.settings->self_node) {
-    promise.delegate(local_shard(self, shard), std::move(env));
+    serve_here(self, shard, std::move(promise), std::move(env));
     return;
   }
   const auto* m = st.cluster.find(owner);
@@ -222,7 +243,11 @@ void route(self_ptr self, caf::response_promise promise, entity_envelope env, st
                                 + ": the nodes disagree about its owner right now"));
     return;
   }
-  promise.delegate(region, routed_envelope{std::move(env), static_cast<std::uint8_t>(hops + 1)});
+  const auto next = static_cast<std::uint8_t>(hops + 1);
+  if (auto* e = std::get_if<entity_envelope>(&env))
+    promise.delegate(region, routed_envelope{std::move(*e), next});
+  else
+    promise.delegate(region, routed_read{std::move(std::get<entity_read>(env)), next});
 }
 
 /// Routes everything that waits again (a new table, a new cluster state, a resumed shard).
@@ -234,7 +259,7 @@ void reroute(self_ptr self) {
   // Each keeps its deadline: routing again must not extend a request's wait.
   for (auto& [shard, queue] : waiting)
     for (auto& w : queue)
-      route(self, std::move(w.promise), std::move(w.envelope), w.hops, w.deadline);
+      route(self, std::move(w.promise), std::move(w.request), w.hops, w.deadline);
 }
 
 void sweep(self_ptr self) {
@@ -307,9 +332,25 @@ void copy_shard(self_ptr self, shard_id shard, caf::actor source, shard_offset u
       [=](caf::error& err) { done(self->home_system().render(err), *end); });
 }
 
+/// Reads entities' stored events from the journal (the owner's side of an entity_read).
+caf::behavior reader_actor(caf::event_based_actor*, shared_settings settings) {
+  return {
+    [settings](read_entity_atom, entity_read& r) -> caf::result<entity_events> {
+      auto events = settings->journal->replay(r.id, r.from, r.max);
+      if (!events)
+        return caf::make_error(caf::sec::runtime_error, events.error().message);
+      auto highest = settings->journal->highest_sequence_nr(r.id);
+      if (!highest)
+        return caf::make_error(caf::sec::runtime_error, highest.error().message);
+      return entity_events{std::move(*events), *highest};
+    },
+  };
+}
+
 caf::behavior region_actor(self_ptr self, shared_settings settings,
                            std::shared_ptr<shard_directory> directory) {
   self->state.settings = settings;
+  self->state.reader = self->spawn<caf::detached + caf::linked>(reader_actor, settings);
   self->state.shards.resize(settings->number_of_shards);
   self->state.directory = std::move(directory);
   self->set_down_handler([=](caf::down_msg& msg) {
@@ -335,6 +376,16 @@ caf::behavior region_actor(self_ptr self, shared_settings settings,
     [=](routed_envelope& r) -> caf::response_promise {
       auto promise = self->make_response_promise();
       route(self, promise, std::move(r.envelope), r.hops);
+      return promise;
+    },
+    [=](entity_read& r) -> caf::response_promise {
+      auto promise = self->make_response_promise();
+      route(self, promise, std::move(r), 0);
+      return promise;
+    },
+    [=](routed_read& r) -> caf::response_promise {
+      auto promise = self->make_response_promise();
+      route(self, promise, std::move(r.read), r.hops);
       return promise;
     },
     [=](attach_atom, caf::actor& cluster, caf::actor& coordinator) {
