@@ -23,7 +23,7 @@ std::vector<std::string> settings_in_defaults_file() {
 
 } // namespace
 
-TEST_CASE("--help lists every setting of the defaults file", "[config]") {
+TEST_CASE("kontor-node --help lists every setting of the defaults file", "[config]") {
   temp_dir dir;
   auto res = run_node({"--help"}, (dir.path() / "out.log").string());
   REQUIRE(res.exit_code == 0);
