@@ -414,3 +414,16 @@ TEST_CASE("error codes have stable names", "[persistence]") {
   CHECK(std::string{to_string(errc::config_mismatch)} == "config_mismatch");
   CHECK(std::string{to_string(errc::closed)} == "closed");
 }
+
+TEST_CASE("the journal's log environment syncs every commit (no NOSYNC, NOMETASYNC, MAPASYNC)",
+          "[persistence][durability]") {
+  // A kill -9 keeps the page cache, so no crash test can tell a synced commit from an unsynced
+  // one: the flags the log runs with are what shows that a 2xx comes after fsync.
+  temp_dir tmp;
+  auto j = open_ok(options(tmp.journal_dir()));
+  const auto flags = lmdb_log_env_flags(*j);
+  REQUIRE(flags.has_value());
+  CHECK((*flags & MDB_NOSYNC) == 0);
+  CHECK((*flags & MDB_NOMETASYNC) == 0);
+  CHECK((*flags & MDB_MAPASYNC) == 0);
+}
