@@ -1,8 +1,10 @@
 // The command and query routes of API.md against a real node.
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <thread>
 
 #include "tests/component/node_fixture.hpp"
 #include "tests/support/wait.hpp"
@@ -39,6 +41,26 @@ std::int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
            std::chrono::system_clock::now().time_since_epoch())
     .count();
+}
+
+/// `n` deposits of 1 on `id` from four clients at once (group commits keep this quick).
+void append_deposits(unsigned short port, const std::string& id, int n) {
+  std::atomic<int> failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      http_client c{port};
+      for (int i = t; i < n; i += 4)
+        if (c.post("/accounts/" + id + "/transactions",
+                   tx_body(id + "-" + std::to_string(i), "deposit", 1))
+              .status
+            != 201)
+          ++failed;
+    });
+  }
+  for (auto& th : clients)
+    th.join();
+  REQUIRE(failed == 0);
 }
 
 std::int64_t balance_of(http_client& c, const std::string& id) {
@@ -240,6 +262,81 @@ TEST_CASE("If-Match with a stale version gets 412 and appends nothing", "[api]")
   auto acc = body_json(c.get("/accounts/v?consistent=true"));
   CHECK(acc.at("version") == 2);
   CHECK(acc.at("limit") == 20);
+}
+
+TEST_CASE("If-Match makes every command conditional, If-Match: * does not", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("im", 100)).status == 201);
+  struct command {
+    std::string method, path, body;
+  };
+  // Each command runs against version v: with If-Match "v+5" it is refused and appends nothing,
+  // with "v" it goes through and the answer's ETag is the new version.
+  const std::vector<command> commands = {
+    {"POST", "/accounts/im/transactions", tx_body("im-1", "deposit", 50)},
+    {"POST", "/accounts/im/lock", R"({"reason":"check"})"},
+    {"POST", "/accounts/im/unlock", ""},
+    {"PUT", "/accounts/im/address", R"({"street":"Ring 1","city":"Wien","zip":"1010","country":"AT"})"},
+    {"POST", "/accounts/im/phones", R"({"number":"+43 1 555 555"})"},
+    {"PUT", "/accounts/im/limit", R"({"limit":200})"},
+  };
+  std::int64_t version = 1;
+  for (const auto& cmd : commands) {
+    INFO(cmd.method << " " << cmd.path);
+    auto stale = c.request(cmd.method, cmd.path, cmd.body,
+                           "Content-Type: application/json\r\nIf-Match: \"" + std::to_string(version + 5)
+                             + "\"\r\n");
+    CHECK(stale.status == 412);
+    CHECK(body_json(stale).at("error") == "version_mismatch");
+    CHECK(body_json(c.get("/accounts/im?consistent=true")).at("version") == version);
+
+    auto fresh = c.request(cmd.method, cmd.path, cmd.body,
+                           "Content-Type: application/json\r\nIf-Match: \"" + std::to_string(version)
+                             + "\"\r\n");
+    INFO(fresh.body);
+    REQUIRE(fresh.status / 100 == 2);
+    auto now = body_json(fresh).at("version").as_int64();
+    CHECK(now > version);
+    CHECK(fresh.header("etag") == "\"" + std::to_string(now) + "\"");
+    version = now;
+  }
+  // The refused transaction was not remembered: its txId was applied once, by the fresh try.
+  CHECK(body_json(c.get("/accounts/im?consistent=true")).at("balance") == 50);
+
+  // "*" matches any version: unconditional, on an account at version 8.
+  REQUIRE(version == 8);
+  auto any = c.request("POST", "/accounts/im/transactions", tx_body("im-2", "deposit", 5),
+                       "Content-Type: application/json\r\nIf-Match: *\r\n");
+  CHECK(any.status == 201);
+  CHECK(any.header("etag") == "\"9\"");
+  auto any_lock = c.request("POST", "/accounts/im/lock", "", "If-Match: *\r\n");
+  CHECK(any_lock.status == 200);
+  CHECK(all_events(c, "im").size() == 11);
+}
+
+TEST_CASE("the audit log pages 100 events by default and 1000 at most", "[api]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("long", 0)).status == 201);
+  append_deposits(node.port(), "long", 1100); // events 2..1101
+  auto page = [&](const std::string& query) {
+    auto r = c.get("/accounts/long/events" + query);
+    REQUIRE(r.status == 200);
+    return body_json(r).as_array();
+  };
+  auto first = page("");
+  REQUIRE(first.size() == 100);
+  CHECK(first.front().at("seq") == 1);
+  CHECK(first.back().at("seq") == 100);
+  auto big = page("?limit=5000");
+  REQUIRE(big.size() == 1000);
+  CHECK(big.back().at("seq") == 1000);
+  CHECK(page("?limit=1000").size() == 1000);
+  auto rest = page("?from=1001&limit=1000");
+  REQUIRE(rest.size() == 101);
+  CHECK(rest.back().at("seq") == 1101);
+  CHECK(page("?from=1002").front().at("seq") == 1002);
 }
 
 TEST_CASE("addresses and phone numbers", "[api]") {

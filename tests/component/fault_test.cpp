@@ -1,8 +1,11 @@
 // A disk whose fsync hangs or fails (kontor_fault_fs preloaded into the node): 503s with the
 // documented codes, nothing applied that was not acknowledged, and the node recovers.
 
+#include <signal.h>
+
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include "tests/component/node_fixture.hpp"
 #include "tests/support/wait.hpp"
@@ -26,6 +29,9 @@ public:
     }
     std::filesystem::rename(tmp, file()); // atomic: the library never reads half an instruction
   }
+
+  /// Whether a sync call is blocked by "hang" right now.
+  bool hanging() const { return std::filesystem::exists(file() + ".hanging"); }
 
   /// The environment that preloads the library into a node and points it at this file.
   std::vector<std::string> node_env() const {
@@ -139,6 +145,43 @@ TEST_CASE("a failing fsync gives 503 journal_unavailable, applies nothing, and t
   auto restarted = body_json(c2.get("/accounts/eio?consistent=true"));
   CHECK(restarted.at("balance") == 157);
   CHECK(restarted.at("version") == 4);
+}
+
+TEST_CASE("SIGTERM while an append waits for the disk: the node finishes it, then exits 0",
+          "[fault]") {
+  fault_control fault;
+  // No preallocation: the only syncs of the journal's file are its commits.
+  running_node node({"--journal-preallocate-mb", "0"}, fault.node_env());
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("term", 0)).status == 201);
+
+  // A deposit whose commit is inside fsync when the node is told to stop.
+  fault.set("hang " + journal_log);
+  http_result answer;
+  std::thread client([&] {
+    http_client slow{node.port()};
+    answer = slow.post("/accounts/term/transactions", tx_body("in-flight", "deposit", 42));
+  });
+  const bool in_fsync = wait_until([&] { return fault.hanging(); });
+  REQUIRE(::kill(node.process().pid(), SIGTERM) == 0);
+  const bool stopping =
+    wait_until([&] { return node.log().find("stopping on SIGTERM") != std::string::npos; });
+  fault.set("ok"); // the disk answers only once the node is stopping
+  const int exit_code = node.stop();
+  client.join();
+  REQUIRE(in_fsync);
+  REQUIRE(stopping);
+  CHECK(exit_code == 0);
+  INFO("answer to the deposit in flight: " << answer.status << " " << answer.body);
+  CHECK((answer.status == 0 || answer.status == 201 || answer.status == 503));
+
+  // The append in flight was finished, not dropped.
+  node.start();
+  http_client c2{node.port()};
+  auto events = all_events(c2, "term");
+  CHECK(events.size() == 2);
+  CHECK(count_tx(events, "in-flight") == 1);
+  CHECK(body_json(c2.get("/accounts/term?consistent=true")).at("balance") == 42);
 }
 
 // KNOWN BUG, reported, hence [!shouldfail] (remove the tag with the fix): the poller moves a

@@ -275,3 +275,66 @@ TEST_CASE("a corrupt read-model store is rebuilt, the journal untouched", "[read
   CHECK(read_side_snapshot(c2, "rb", 6) == before);
   CHECK(node.log().find("rebuilding") != std::string::npos);
 }
+
+TEST_CASE("the global event log pages 100 events by default and 1000 at most", "[read-side]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("feed", 0)).status == 201);
+  {
+    std::vector<std::thread> clients;
+    std::atomic<int> failed{0};
+    for (int t = 0; t < 4; ++t) {
+      clients.emplace_back([&, t] {
+        http_client w{node.port()};
+        for (int i = t; i < 1100; i += 4)
+          if (w.post("/accounts/feed/transactions", tx_body("f" + std::to_string(i), "deposit", 1)).status
+              != 201)
+            ++failed;
+      });
+    }
+    for (auto& th : clients)
+      th.join();
+    REQUIRE(failed == 0);
+  }
+  REQUIRE(caught_up(c));
+  auto page = [&](const std::string& query) {
+    auto r = c.get("/events" + query);
+    REQUIRE(r.status == 200);
+    return body_json(r).as_array();
+  };
+  auto first = page("");
+  REQUIRE(first.size() == 100);
+  CHECK(first.front().at("offset") == 1);
+  CHECK(first.back().at("offset") == 100);
+  auto big = page("?limit=5000");
+  REQUIRE(big.size() == 1000);
+  CHECK(big.back().at("offset") == 1000);
+  auto rest = page("?from=1001&limit=1000");
+  REQUIRE(rest.size() == 101);
+  CHECK(rest.back().at("offset") == 1101);
+}
+
+TEST_CASE("read-side = off: accounts answer for themselves, the read model's routes are 503",
+          "[read-side]") {
+  running_node node({"--read-side", "off"});
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("solo", 10)).status == 201);
+  REQUIRE(c.post("/accounts/solo/transactions", tx_body("s1", "deposit", 5)).status == 201);
+
+  // Right after the command, without waiting for any projection: the account itself answers.
+  auto plain = c.get("/accounts/solo");
+  REQUIRE(plain.status == 200);
+  CHECK(body_json(plain) == body_json(c.get("/accounts/solo?consistent=true")));
+  CHECK(body_json(plain).at("balance") == 5);
+  CHECK(c.get("/accounts/nobody").status == 404);
+  for (const char* route : {"/stats/countries", "/events", "/events?from=1&limit=5"}) {
+    INFO(route);
+    auto r = c.get(route);
+    CHECK(r.status == 503);
+    CHECK(!r.header("retry-after").empty());
+    CHECK(body_json(r).as_object().contains("error"));
+  }
+  // No read model was opened at all.
+  CHECK(!std::filesystem::exists(std::filesystem::path(node.data_dir()) / "read"));
+  CHECK(node.stop() == 0);
+}

@@ -3,7 +3,8 @@
 // and obeys a control file named by the environment variable FAULT_FS_FILE, read at every call:
 //   ok            call the real function
 //   fail [PATH]   return -1 with errno EIO
-//   hang [PATH]   block, re-reading the file every 5 ms, until it says something else
+//   hang [PATH]   block, re-reading the file every 5 ms, until it says something else; while a
+//                 call blocks, the file "<control file>.hanging" exists (a test waits for it)
 // With PATH, only descriptors whose file path contains PATH are affected. A missing or
 // unreadable control file means ok.
 
@@ -54,16 +55,39 @@ mode instruction_for(int fd) {
   return std::strstr(target, path) != nullptr ? m : mode::ok;
 }
 
+/// Creates or removes the "<control file>.hanging" marker.
+void mark_hanging(bool on) {
+  const char* control = std::getenv("FAULT_FS_FILE");
+  if (control == nullptr)
+    return;
+  char marker[4096];
+  std::snprintf(marker, sizeof marker, "%s.hanging", control);
+  if (on) {
+    int fd = ::open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+      ::close(fd);
+  } else {
+    ::unlink(marker);
+  }
+}
+
 /// Applies the control file to a sync of `fd`; true when the real call should run.
 bool pass_through(int fd) {
+  bool hanging = false;
   for (;;) {
-    switch (instruction_for(fd)) {
+    auto m = instruction_for(fd);
+    if (hanging && m != mode::hang)
+      mark_hanging(false);
+    switch (m) {
       case mode::ok:
         return true;
       case mode::fail:
         errno = EIO;
         return false;
       case mode::hang: {
+        if (!hanging)
+          mark_hanging(true);
+        hanging = true;
         timespec pause{0, 5'000'000};
         ::nanosleep(&pause, nullptr); // the control file is polled: a test changes it from outside
         break;
