@@ -80,6 +80,7 @@ TEST_CASE("SIGTERM with appends in flight: exit 0, every 2xx durable, nothing ha
   REQUIRE(loaded);
   REQUIRE(alive);
   CHECK(exit_code == 0);
+  INFO("first unexpected answer: " << (unexpected.empty() ? "" : unexpected.front()));
   CHECK(unexpected.empty());
   CHECK(node.log().find("stopped") != std::string::npos);
 
