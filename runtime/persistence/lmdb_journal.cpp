@@ -92,6 +92,13 @@ public:
 
   log_offset index_watermark() const noexcept { return indexer_->watermark(); }
   std::uint64_t index_failures() const noexcept { return indexer_->failures(); }
+  /// The log environment's flags (mdb_env_get_flags); nullopt if LMDB cannot tell.
+  std::optional<unsigned> log_env_flags() const noexcept {
+    unsigned flags = 0;
+    if (mdb_env_get_flags(log_->env().get(), &flags) != MDB_SUCCESS)
+      return std::nullopt;
+    return flags;
+  }
 
 private:
   lmdb_journal(dir_claim claim, std::unique_ptr<journal_log> log,
@@ -346,6 +353,12 @@ std::optional<log_offset> lmdb_index_watermark(const journal& j) {
 std::optional<std::uint64_t> lmdb_index_failures(const journal& j) {
   if (const auto* lj = dynamic_cast<const lmdb_journal*>(&j))
     return lj->index_failures();
+  return std::nullopt;
+}
+
+std::optional<unsigned> lmdb_log_env_flags(const journal& j) {
+  if (const auto* lj = dynamic_cast<const lmdb_journal*>(&j))
+    return lj->log_env_flags();
   return std::nullopt;
 }
 

@@ -40,4 +40,8 @@ std::optional<log_offset> lmdb_index_watermark(const journal& j);
 /// (appends go on meanwhile); nullopt if `j` is not an LMDB journal.
 std::optional<std::uint64_t> lmdb_index_failures(const journal& j);
 
+/// For tests: the flags the LMDB journal's log environment runs with (mdb_env_get_flags), to
+/// check that nothing trades durability away; nullopt if `j` is not an LMDB journal.
+std::optional<unsigned> lmdb_log_env_flags(const journal& j);
+
 } // namespace kontor::persistence

@@ -23,7 +23,8 @@ TEST_CASE("kill -9 while 8 clients send transactions loses no acknowledged event
   std::mutex mtx;
   std::map<std::string, std::set<std::string>> acked_tx; // account -> txIds answered 2xx
   std::map<std::string, int> acked_locks;                // account -> locks answered 200
-  std::atomic<int> acks{0};
+  std::atomic<int> acks{0};        // 2xx answers
+  std::vector<std::string> unexpected; // answers other than 2xx, 400 and 409 (under mtx)
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
   for (int t = 0; t < clients; ++t) {
@@ -51,17 +52,31 @@ TEST_CASE("kill -9 while 8 clients send transactions loses no acknowledged event
         }
         if (r.status == 0)
           return; // the node is gone
-        ++acks;
+        if (r.status / 100 == 2) {
+          ++acks;
+        } else if (r.status != 400 && r.status != 409) { // overdrawn, locked, not locked
+          std::lock_guard<std::mutex> g{mtx};
+          unexpected.push_back(std::to_string(r.status) + " " + r.body);
+        }
       }
     });
   }
-  // Crash in the middle of the load, after a good number of acknowledgements.
+  // Crash in the middle of the load, after a good number of acknowledged commands, with the
+  // node still running (not already dead of something else).
   bool loaded = wait_until([&] { return acks >= 600; }, std::chrono::seconds(60));
+  const bool alive = node.process().running();
   node.kill_hard();
   stop = true;
   for (auto& th : threads)
     th.join();
+  INFO("2xx answers before the kill: " << acks.load());
   REQUIRE(loaded);
+  REQUIRE(alive);
+  {
+    std::lock_guard<std::mutex> g{mtx};
+    INFO("first unexpected answer: " << (unexpected.empty() ? "" : unexpected.front()));
+    CHECK(unexpected.empty());
+  }
 
   node.start();
   http_client c{node.port()};

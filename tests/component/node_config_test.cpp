@@ -23,7 +23,7 @@ std::vector<std::string> settings_in_defaults_file() {
 
 } // namespace
 
-TEST_CASE("--help lists every setting of the defaults file", "[config]") {
+TEST_CASE("kontor-node --help lists every setting of the defaults file", "[config]") {
   temp_dir dir;
   auto res = run_node({"--help"}, (dir.path() / "out.log").string());
   REQUIRE(res.exit_code == 0);
@@ -65,6 +65,35 @@ TEST_CASE("bad settings stop the node with a message naming them", "[config]") {
     INFO(res.output);
     CHECK(res.exit_code == 2);
     CHECK(res.output.find(bc.mention) != std::string::npos);
+  }
+}
+
+TEST_CASE("a bad value in the config file stops the node with exit 2, naming the setting",
+          "[config]") {
+  temp_dir dir;
+  auto data = (dir.path() / "data").string();
+  struct bad_case {
+    std::string line;
+    std::string mention;
+  };
+  const std::vector<bad_case> cases = {
+    {"http-port = eighty", "http-port"},
+    {"command-timeout = 5 seconds", "command-timeout"},
+    {"read-side = maybe", "read-side"},
+    {"tx-window = 0", "tx-window"},
+  };
+  for (const auto& bc : cases) {
+    // A valid file but for this one line.
+    auto file = dir.path() / "kontor.conf";
+    {
+      std::ofstream out(file, std::ios::trunc);
+      out << "# test\nnode-name = from-file\n" << bc.line << "\nhttp-address = 127.0.0.1\n";
+    }
+    auto res = run_node({"--config", file.string(), "--data-dir", data}, (dir.path() / "out.log").string());
+    INFO(bc.line << "\n" << res.output);
+    CHECK(res.exit_code == 2);
+    CHECK(res.output.find(bc.mention) != std::string::npos);
+    CHECK(!std::filesystem::exists(data)); // stopped before touching the data directory
   }
 }
 

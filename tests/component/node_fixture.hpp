@@ -14,15 +14,19 @@
 
 namespace kontor::test {
 
-/// A node on a fresh data dir, started and ready; restartable on the same data dir.
+/// A node on a fresh data dir, started and ready; restartable on the same data dir. `env`
+/// ("NAME=value" items) is added to the node's environment at every start.
 class running_node {
 public:
-  explicit running_node(std::vector<std::string> args = {}) : args_(std::move(args)) { start(); }
+  explicit running_node(std::vector<std::string> args = {}, std::vector<std::string> env = {})
+    : args_(std::move(args)), env_(std::move(env)) {
+    start();
+  }
 
   void start() {
     auto n = std::to_string(++starts_);
     proc_ = std::make_unique<node_process>(data_dir(), (dir_.path() / ("node-" + n + ".log")).string(),
-                                           args_);
+                                           args_, env_);
     bool ready = proc_->wait_ready();
     if (!ready)
       FAIL("node did not become ready; log:\n" << proc_->log());
@@ -38,6 +42,7 @@ public:
 private:
   temp_dir dir_;
   std::vector<std::string> args_;
+  std::vector<std::string> env_;
   std::unique_ptr<node_process> proc_;
   int starts_ = 0;
 };

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -26,34 +27,58 @@ void open_accounts(unsigned short port, const std::string& prefix, int accounts)
             == 201);
 }
 
-/// Mixed commands from `threads` clients until each sent `per_thread` or `stop` is set.
+/// What the clients of mixed_load were answered.
+struct load_counts {
+  std::atomic<int> ok{0};         ///< 2xx
+  std::atomic<int> refused{0};    ///< 400 or 409: overdrawn, locked, not locked
+  std::atomic<int> no_answer{0};  ///< the connection failed (the node is gone)
+  std::atomic<int> unexpected{0}; ///< anything else
+  std::mutex mutex;
+  std::string first_unexpected;   ///< status and body of the first unexpected answer
+
+  void count(const http_result& r) {
+    if (r.status / 100 == 2) {
+      ++ok;
+    } else if (r.status == 400 || r.status == 409) {
+      ++refused;
+    } else if (r.status == 0) {
+      ++no_answer;
+    } else if (++unexpected == 1) {
+      std::lock_guard<std::mutex> g{mutex};
+      first_unexpected = std::to_string(r.status) + " " + r.body;
+    }
+  }
+};
+
+/// Mixed commands from `threads` clients until each sent `per_thread` or `stop` is set; every
+/// answer is counted in `counts`.
 void mixed_load(unsigned short port, const std::string& prefix, int accounts, int threads,
-                int per_thread, const std::atomic<bool>& stop) {
+                int per_thread, const std::atomic<bool>& stop, load_counts& counts) {
   std::vector<std::thread> ts;
   for (int t = 0; t < threads; ++t) {
-    ts.emplace_back([=, &stop] {
+    ts.emplace_back([=, &stop, &counts] {
       http_client c{port, 3000};
       for (int i = 0; i < per_thread && !stop; ++i) {
         auto id = prefix + std::to_string((t * 7 + i) % accounts);
         auto path = "/accounts/" + id;
         switch (i % 8) {
           case 0:
-            c.put(path + "/limit", "{\"limit\":" + std::to_string(100 * (i + 1)) + "}");
+            counts.count(c.put(path + "/limit", "{\"limit\":" + std::to_string(100 * (i + 1)) + "}"));
             break;
           case 1:
-            c.post(path + "/lock", "{}");
+            counts.count(c.post(path + "/lock", "{}"));
             break;
           case 2:
-            c.post(path + "/unlock", "");
+            counts.count(c.post(path + "/unlock", ""));
             break;
           case 3:
-            c.put(path + "/address", R"({"street":"s","city":"c","zip":"z","country":")"
-                                       + countries[static_cast<std::size_t>(i / 8 + t) % countries.size()] + "\"}");
+            counts.count(c.put(path + "/address", R"({"street":"s","city":"c","zip":"z","country":")"
+                                                    + countries[static_cast<std::size_t>(i / 8 + t) % countries.size()] + "\"}"));
             break;
           default:
-            c.post(path + "/transactions",
-                   tx_body(prefix + "t" + std::to_string(t) + "-" + std::to_string(i),
-                           i % 2 ? "deposit" : "purchase", 10 + i));
+            counts.count(c.post(path + "/transactions",
+                                tx_body(prefix + "t" + std::to_string(t) + "-" + std::to_string(i),
+                                        i % 2 ? "deposit" : "purchase", 10 + i)));
         }
       }
     });
@@ -62,11 +87,18 @@ void mixed_load(unsigned short port, const std::string& prefix, int accounts, in
     th.join();
 }
 
-/// A burst of mixed commands on `accounts` new accounts from `threads` clients.
+/// A burst of mixed commands on `accounts` new accounts from `threads` clients: every command is
+/// answered, with 2xx, 400 or 409, and at least a quarter of them with 2xx.
 void burst(unsigned short port, const std::string& prefix, int accounts, int threads, int per_thread) {
   open_accounts(port, prefix, accounts);
   std::atomic<bool> never{false};
-  mixed_load(port, prefix, accounts, threads, per_thread, never);
+  load_counts counts;
+  mixed_load(port, prefix, accounts, threads, per_thread, never, counts);
+  INFO("2xx " << counts.ok << ", refused " << counts.refused << ", first unexpected answer: "
+              << counts.first_unexpected);
+  CHECK(counts.no_answer == 0);
+  CHECK(counts.unexpected == 0);
+  CHECK(counts.ok >= threads * per_thread / 4);
 }
 
 /// Country totals computed from the accounts' consistent state.
@@ -197,7 +229,8 @@ TEST_CASE("kill -9 during a projection backlog: stats stay exact, equal to a reb
   constexpr int accounts = 16;
   open_accounts(node.port(), "kb", accounts);
   std::atomic<bool> stop{false};
-  std::thread writer([&] { mixed_load(node.port(), "kb", accounts, 8, 1'000'000, stop); });
+  load_counts counts;
+  std::thread writer([&] { mixed_load(node.port(), "kb", accounts, 8, 1'000'000, stop, counts); });
   http_client probe{node.port()};
   double lag = 0;
   bool backlog = wait_until(
@@ -206,11 +239,18 @@ TEST_CASE("kill -9 during a projection backlog: stats stay exact, equal to a reb
       return lag > 200;
     },
     std::chrono::seconds(60));
+  const int ok_before_kill = counts.ok;
+  const int unexpected_before_kill = counts.unexpected;
+  const bool alive = node.process().running();
   node.kill_hard();
   stop = true;
   writer.join();
-  INFO("lag when killed: " << lag);
+  INFO("lag when killed: " << lag << "; 2xx before the kill: " << ok_before_kill
+                           << "; first unexpected answer: " << counts.first_unexpected);
   REQUIRE(backlog);
+  REQUIRE(alive);
+  CHECK(ok_before_kill >= 100); // the backlog is of acknowledged commands
+  CHECK(unexpected_before_kill == 0);
 
   node.start();
   http_client c{node.port()};
@@ -247,4 +287,68 @@ TEST_CASE("a corrupt read-model store is rebuilt, the journal untouched", "[read
   REQUIRE(caught_up(c2));
   CHECK(read_side_snapshot(c2, "rb", 6) == before);
   CHECK(node.log().find("rebuilding") != std::string::npos);
+}
+
+TEST_CASE("the global event log pages 100 events by default and 1000 at most", "[read-side]") {
+  running_node node;
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("feed", 0)).status == 201);
+  {
+    std::vector<std::thread> clients;
+    std::atomic<int> failed{0};
+    for (int t = 0; t < 4; ++t) {
+      clients.emplace_back([&, t] {
+        http_client w{node.port()};
+        for (int i = t; i < 1100; i += 4)
+          if (w.post("/accounts/feed/transactions", tx_body("f" + std::to_string(i), "deposit", 1)).status
+              != 201)
+            ++failed;
+      });
+    }
+    for (auto& th : clients)
+      th.join();
+    REQUIRE(failed == 0);
+  }
+  REQUIRE(caught_up(c));
+  auto page = [&](const std::string& query) {
+    auto r = c.get("/events" + query);
+    REQUIRE(r.status == 200);
+    return body_json(r).as_object();
+  };
+  // One account: one shard, so positions count its events 1, 2, 3, ...
+  auto first = page("");
+  REQUIRE(first.at("events").as_array().size() == 100);
+  CHECK(first.at("events").as_array().front().at("position") == 1);
+  CHECK(first.at("events").as_array().back().at("position") == 100);
+  auto big = page("?limit=5000");
+  REQUIRE(big.at("events").as_array().size() == 1000);
+  CHECK(big.at("events").as_array().back().at("position") == 1000);
+  auto rest = page("?limit=1000&after=" + std::string(big.at("next").as_string()));
+  REQUIRE(rest.at("events").as_array().size() == 101);
+  CHECK(rest.at("events").as_array().back().at("position") == 1101);
+}
+
+TEST_CASE("read-side = off: accounts answer for themselves, the read model's routes are 503",
+          "[read-side]") {
+  running_node node({"--read-side", "off"});
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("solo", 10)).status == 201);
+  REQUIRE(c.post("/accounts/solo/transactions", tx_body("s1", "deposit", 5)).status == 201);
+
+  // Right after the command, without waiting for any projection: the account itself answers.
+  auto plain = c.get("/accounts/solo");
+  REQUIRE(plain.status == 200);
+  CHECK(body_json(plain) == body_json(c.get("/accounts/solo?consistent=true")));
+  CHECK(body_json(plain).at("balance") == 5);
+  CHECK(c.get("/accounts/nobody").status == 404);
+  for (const char* route : {"/stats/countries", "/events", "/events?from=1&limit=5"}) {
+    INFO(route);
+    auto r = c.get(route);
+    CHECK(r.status == 503);
+    CHECK(!r.header("retry-after").empty());
+    CHECK(body_json(r).as_object().contains("error"));
+  }
+  // No read model was opened at all.
+  CHECK(!std::filesystem::exists(std::filesystem::path(node.data_dir()) / "read"));
+  CHECK(node.stop() == 0);
 }

@@ -2,9 +2,12 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <climits>
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -18,39 +21,6 @@ extern char** environ;
 namespace kontor::test {
 
 namespace {
-
-pid_t spawn(const std::vector<std::string>& args, const std::string& log_path,
-            const std::vector<std::string>& extra_env) {
-  std::vector<char*> argv;
-  std::string bin = node_binary();
-  argv.push_back(bin.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  // The child sees this process's environment minus KONTOR_* (tests must not leak settings
-  // into each other), plus `extra_env`.
-  std::vector<std::string> env_strings;
-  for (char** e = environ; *e; ++e)
-    if (std::string(*e).rfind("KONTOR_", 0) != 0)
-      env_strings.emplace_back(*e);
-  env_strings.insert(env_strings.end(), extra_env.begin(), extra_env.end());
-  std::vector<char*> envp;
-  for (auto& s : env_strings)
-    envp.push_back(s.data());
-  envp.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0)
-    throw std::runtime_error("cannot start " + bin);
-  return pid;
-}
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path);
@@ -79,14 +49,58 @@ const char* node_binary() {
   return KONTOR_NODE_BINARY;
 }
 
+pid_t spawn_child(const std::string& binary, const std::vector<std::string>& args,
+                  const std::string& log_path, const std::vector<std::string>& env) {
+  // Everything the child needs is built before fork: after it, only async-signal-safe calls.
+  std::vector<std::string> argv_strings{binary};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  auto name_of = [](const std::string& item) { return item.substr(0, item.find('=')); };
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string item(*e);
+    bool overridden = false;
+    for (const auto& extra : env)
+      overridden = overridden || name_of(extra) == name_of(item);
+    if (item.rfind("KONTOR_", 0) != 0 && !overridden)
+      env_strings.push_back(std::move(item));
+  }
+  env_strings.insert(env_strings.end(), env.begin(), env.end());
+  std::vector<char*> argv, envp;
+  for (auto& a : argv_strings)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env_strings)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  const pid_t parent = ::getpid();
+  const pid_t pid = ::fork();
+  if (pid < 0)
+    throw std::runtime_error("cannot start " + binary + ": fork: " + std::strerror(errno));
+  if (pid == 0) {
+    int out = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (out < 0 || in < 0 || ::dup2(in, 0) < 0 || ::dup2(out, 1) < 0 || ::dup2(out, 2) < 0)
+      ::_exit(127);
+    ::close_range(3, UINT_MAX, 0); // sockets and files of the test stay with the test
+    // Dies with the thread that forked it. If that already happened before prctl took effect,
+    // the child was re-parented: end here instead of outliving the test.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || ::getppid() != parent)
+      ::_exit(127);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
 node_process::node_process(const std::string& data_dir, const std::string& log_path,
-                           std::vector<std::string> extra_args)
+                           std::vector<std::string> extra_args, std::vector<std::string> env)
   : log_path_(log_path) {
   std::vector<std::string> args{"--data-dir", data_dir, "--http-address", "127.0.0.1",
                                 "--http-port", "0"};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::ofstream(log_path, std::ios::trunc).flush();
-  pid_ = spawn(args, log_path, {});
+  pid_ = spawn_child(node_binary(), args, log_path, env);
 }
 
 node_process::~node_process() {
@@ -160,7 +174,7 @@ std::string node_process::log() const {
 run_result run_node(const std::vector<std::string>& args, const std::string& log_path,
                     std::chrono::milliseconds timeout, const std::vector<std::string>& env) {
   std::ofstream(log_path, std::ios::trunc).flush();
-  auto pid = spawn(args, log_path, env);
+  auto pid = spawn_child(node_binary(), args, log_path, env);
   run_result out;
   auto status = reap(pid, timeout);
   if (!status) {

@@ -11,14 +11,25 @@ namespace kontor::test {
 /// The kontor-node binary under test (set by CMake).
 const char* node_binary();
 
+/// Starts `binary ARGS...` as a child process (fork + exec), stdout and stderr appended to
+/// `log_path`, stdin from /dev/null, no file descriptors of this process but those three. Its
+/// environment is this process's minus KONTOR_* variables (tests must not leak settings into
+/// each other) and minus the names set in `env`, plus `env` ("NAME=value" items). The child gets
+/// SIGKILL when the thread that started it ends (PR_SET_PDEATHSIG), so a test binary that
+/// crashes or is killed takes its nodes with it: start children from a thread that outlives
+/// them. The caller reaps the child. Throws when fork fails.
+pid_t spawn_child(const std::string& binary, const std::vector<std::string>& args,
+                  const std::string& log_path, const std::vector<std::string>& env = {});
+
 /// A kontor-node child process on 127.0.0.1 with an ephemeral HTTP port, its output in a log file.
 /// The destructor kills the process if it still runs: every process a test starts, it stops.
 class node_process {
 public:
-  /// Starts `kontor-node --data-dir DIR --http-address 127.0.0.1 --http-port 0 EXTRA...`;
-  /// stdout and stderr go to `log_path`.
+  /// Starts `kontor-node --data-dir DIR --http-address 127.0.0.1 --http-port 0 EXTRA...`
+  /// with spawn_child (so it dies with the test); stdout and stderr go to `log_path`; `env`
+  /// ("NAME=value" items, e.g. LD_PRELOAD) is added to its environment.
   node_process(const std::string& data_dir, const std::string& log_path,
-               std::vector<std::string> extra_args = {});
+               std::vector<std::string> extra_args = {}, std::vector<std::string> env = {});
   ~node_process();
   node_process(const node_process&) = delete;
   node_process& operator=(const node_process&) = delete;

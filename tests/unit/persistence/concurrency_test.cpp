@@ -77,8 +77,8 @@ TEST_CASE("group commit batches many concurrent writers", "[persistence][concurr
       const std::string id = "writer-" + std::to_string(t);
       const shard_id shard = shard_of(id, shards);
       for (sequence_nr seq = 1; seq <= appends_each; ++seq) {
-        auto r = j->append(make_append(shard, id, seq, {payload_of(id, seq)}));
-        if (!r || r->last_seq != seq) {
+        auto r = append_for(*j, make_append(shard, id, seq, {payload_of(id, seq)}));
+        if (!r || !*r || (*r)->last_seq != seq) {
           failures.fetch_add(1);
           return;
         }
@@ -205,7 +205,10 @@ TEST_CASE("callbacks may queue further appends", "[persistence][concurrency]") {
       cs[i].id = "chain-" + std::to_string(i);
       issue(i);
     }
-    finished.wait();
+    const bool done = kontor::test::wait_until([&] { return finished.try_wait(); }, wait_limit);
+    if (!done)
+      j.reset(); // its callbacks use this section's state: close it before failing
+    REQUIRE(done);
 
     constexpr std::size_t total = chains * length;
     std::set<log_offset> all_offsets;
@@ -267,11 +270,13 @@ TEST_CASE("callbacks may queue further appends", "[persistence][concurrency]") {
       cs[i].id = "endless-" + std::to_string(i);
       issue(i);
     }
+    bool progressed = false;
     {
       std::unique_lock lock{progress_mutex};
-      progress_cv.wait(lock, [&] { return acknowledged >= 10 * chains; });
+      progressed = progress_cv.wait_for(lock, wait_limit, [&] { return acknowledged >= 10 * chains; });
     }
     j.reset(); // drains: the last callbacks' appends are refused with `closed`
+    REQUIRE(progressed);
 
     auto again = open_ok(options(tmp.journal_dir(), shards));
     for (std::size_t i = 0; i < chains; ++i) {
@@ -312,6 +317,7 @@ TEST_CASE("the map grows on demand while readers run", "[persistence][concurrenc
       }
     }};
 
+    stop_and_join stop_reader{done, reader};
     std::vector<std::future<expected<append_result>>> results;
     for (sequence_nr a = 0; a < appends; ++a) {
       std::vector<std::string> events;
@@ -324,11 +330,10 @@ TEST_CASE("the map grows on demand while readers run", "[persistence][concurrenc
     }
     int failed = 0;
     for (auto& f : results)
-      failed += f.get().has_value() ? 0 : 1;
+      failed += get_within(f).has_value() ? 0 : 1;
     // One batch alone far larger than the map: needs several doublings of one batch.
-    auto huge = j->append(make_append(1, "huge", 1, {std::string(2 * 1024 * 1024, 'h')}));
-    done.store(true);
-    reader.join();
+    auto huge = append_within(*j, make_append(1, "huge", 1, {std::string(2 * 1024 * 1024, 'h')}));
+    stop_reader.now();
     REQUIRE(failed == 0);
     REQUIRE(huge.has_value());
     CHECK(read_errors.load() == 0);
@@ -341,7 +346,7 @@ TEST_CASE("the map grows on demand while readers run", "[persistence][concurrenc
     CHECK(events[i].payload == payload_of("big", i + 1, event_size));
   CHECK(j->replay("huge", 1, 10).value().at(0).payload == std::string(2 * 1024 * 1024, 'h'));
   // The reopened journal starts from the (small) configured map size and grows again.
-  CHECK(j->append(make_append(1, "huge", 2, {std::string(1024 * 1024, 'i')})).has_value());
+  CHECK(append_within(*j, make_append(1, "huge", 2, {std::string(1024 * 1024, 'i')})).has_value());
 }
 
 TEST_CASE("appends racing with destruction succeed or get closed, never hang",
@@ -359,6 +364,8 @@ TEST_CASE("appends racing with destruction succeed or get closed, never hang",
   std::mutex m;
   std::condition_variable cv;
   bool release = false;
+  bool progressed = false;
+  bool racers_stopped_in_time = false;
   std::latch racers_stopped{racers};
   {
     auto j = open_ok(options(tmp.journal_dir(), 2));
@@ -391,10 +398,10 @@ TEST_CASE("appends racing with destruction succeed or get closed, never hang",
         racers_stopped.count_down();
       });
     }
-    // Wait until every racer has had some appends committed.
+    // Wait until every racer has had some appends committed (released in any case).
     {
       std::unique_lock lock{m};
-      cv.wait(lock, [&] {
+      progressed = cv.wait_for(lock, wait_limit, [&] {
         for (auto& st : state)
           if (st.ok.load() < 20)
             return false;
@@ -405,12 +412,16 @@ TEST_CASE("appends racing with destruction succeed or get closed, never hang",
     cv.notify_all();
     // This append's callback keeps the writer thread until every racer has seen `closed`, so no
     // racer can call into the journal after its destructor returns.
-    j->append_async(make_append(0, "gate", 1, {"g"}),
-                    [&](expected<append_result>) { racers_stopped.wait(); });
+    j->append_async(make_append(0, "gate", 1, {"g"}), [&](expected<append_result>) {
+      racers_stopped_in_time =
+        kontor::test::wait_until([&] { return racers_stopped.try_wait(); }, wait_limit);
+    });
     j.reset();
     for (auto& t : threads)
       t.join();
   }
+  REQUIRE(progressed);
+  REQUIRE(racers_stopped_in_time);
 
   auto j = open_ok(options(tmp.journal_dir(), 2));
   for (int t = 0; t < racers; ++t) {
@@ -432,7 +443,7 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   auto opts = options(tmp.journal_dir(), 2);
   opts.on_commit = counts.observer();
   auto j = open_ok(opts);
-  REQUIRE(j->append(make_append(0, "first", 1, {"small"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, "first", 1, {"small"})).has_value());
   const std::size_t commits_before = counts.commits.load();
 
   // Cap the size of files this process may write (EFBIG instead of SIGXFSZ), so the data file
@@ -440,30 +451,27 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   const auto data_file = tmp.journal_dir() / "data.mdb";
   file_size_cap cap{std::filesystem::file_size(data_file)};
 
-  // Two appends queued behind a blocker form one batch that needs ~1 MiB of new pages. The
-  // latch outlives the blocker's callback: the results below come after it returned.
-  std::latch release{1};
-  std::promise<void> blocked;
-  bool blocker_written = false; // the blocker's own batch may fail too (the file cannot grow)
+  // Two appends queued behind a blocker form one batch that needs ~1 MiB of new pages.
+  writer_gate gate;
+  auto blocked = std::make_shared<std::promise<bool>>(); // the blocker's own batch may fail too
+  auto blocker_result = blocked->get_future();
   std::vector<std::future<expected<append_result>>> results;
-  {
-    j->append_async(make_append(1, "blocker", 1, {"b"}), [&](expected<append_result> b) {
-      blocker_written = b.has_value();
-      blocked.set_value();
-      release.wait();
-    });
-    blocked.get_future().wait();
-    for (const char* id : {"big-1", "big-2"}) {
-      auto p = std::make_shared<std::promise<expected<append_result>>>();
-      results.push_back(p->get_future());
-      j->append_async(make_append(0, id, 1, std::vector<std::string>(64, std::string(8192, 'x'))),
-                      [p](expected<append_result> r) { p->set_value(std::move(r)); });
-    }
-    release.count_down();
+  j->append_async(make_append(1, "blocker", 1, {"b"}),
+                  [blocked, hold = gate.hold()](expected<append_result> b) {
+                    blocked->set_value(b.has_value());
+                    hold();
+                  });
+  const bool blocker_written = get_within(blocker_result);
+  for (const char* id : {"big-1", "big-2"}) {
+    auto p = std::make_shared<std::promise<expected<append_result>>>();
+    results.push_back(p->get_future());
+    j->append_async(make_append(0, id, 1, std::vector<std::string>(64, std::string(8192, 'x'))),
+                    [p](expected<append_result> r) { p->set_value(std::move(r)); });
   }
+  gate.open();
   std::vector<expected<append_result>> r;
   for (auto& f : results)
-    r.push_back(f.get());
+    r.push_back(get_within(f));
   REQUIRE(cap.lift());
 
   for (auto& one : r) {
@@ -475,7 +483,7 @@ TEST_CASE("a disk that refuses writes fails the whole batch, later batches succe
   CHECK(j->highest_sequence_nr("big-2").value() == 0);
   const log_offset end = blocker_written ? 2 : 1; // "first", then maybe the blocker
   CHECK(j->log_end().value() == end);
-  auto retried = j->append(make_append(0, "big-1", 1, {"retried"}));
+  auto retried = append_within(*j, make_append(0, "big-1", 1, {"retried"}));
   REQUIRE(retried.has_value());
   CHECK(retried->last_offset == end + 1); // failed batches took no offsets
   CHECK(j->log_end().value() == end + 1);

@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <future>
-#include <latch>
 #include <map>
 #include <mutex>
 #include <string>
@@ -28,12 +27,12 @@ TEST_CASE("appended events replay in order and survive a reopen", "[persistence]
   {
     auto j = open_ok(options(tmp.journal_dir()));
     CHECK(j->number_of_shards() == 4);
-    auto r1 = j->append(make_append(2, "acc-1", 1, {"opened", "deposited"}));
+    auto r1 = append_within(*j, make_append(2, "acc-1", 1, {"opened", "deposited"}));
     REQUIRE(r1.has_value());
     CHECK(r1->last_seq == 2);
     CHECK(r1->last_offset == 2);
     CHECK(r1->written_at >= before);
-    auto r2 = j->append(make_append(2, "acc-1", 3, {"withdrawn"}));
+    auto r2 = append_within(*j, make_append(2, "acc-1", 3, {"withdrawn"}));
     REQUIRE(r2.has_value());
     CHECK(r2->last_seq == 3);
     CHECK(r2->last_offset == 3);
@@ -60,7 +59,7 @@ TEST_CASE("appended events replay in order and survive a reopen", "[persistence]
   CHECK(payloads(*events) == std::vector<std::string>{"opened", "deposited", "withdrawn"});
   CHECK(j->highest_sequence_nr("acc-1").value() == 3);
   CHECK(j->log_end().value() == 3);
-  auto next = j->append(make_append(2, "acc-1", 4, {"closed"}));
+  auto next = append_within(*j, make_append(2, "acc-1", 4, {"closed"}));
   REQUIRE(next.has_value());
   CHECK(next->last_seq == 4);
   CHECK(next->last_offset == 4);
@@ -69,7 +68,7 @@ TEST_CASE("appended events replay in order and survive a reopen", "[persistence]
 TEST_CASE("replay honours from and max", "[persistence]") {
   temp_dir tmp;
   auto j = open_ok(options(tmp.journal_dir()));
-  REQUIRE(j->append(make_append(0, "x", 1, {"1", "2", "3", "4", "5"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, "x", 1, {"1", "2", "3", "4", "5"})).has_value());
   CHECK(payloads(j->replay("x", 3, 100).value()) == std::vector<std::string>{"3", "4", "5"});
   CHECK(payloads(j->replay("x", 2, 2).value()) == std::vector<std::string>{"2", "3"});
   CHECK(payloads(j->replay("x", 0, 1).value()) == std::vector<std::string>{"1"});
@@ -82,12 +81,12 @@ TEST_CASE("ids that are prefixes of each other do not mix", "[persistence]") {
   temp_dir tmp;
   auto j = open_ok(options(tmp.journal_dir(), 1));
   const std::string longest(255, '\xff'); // the largest possible index key: end-of-db seeks
-  REQUIRE(j->append(make_append(0, "abc", 1, {"abc-1", "abc-2", "abc-3"})).has_value());
-  REQUIRE(j->append(make_append(0, "ab", 1, {"ab-1"})).has_value());
-  REQUIRE(j->append(make_append(0, "a", 1, {"a-1", "a-2"})).has_value());
-  REQUIRE(j->append(make_append(0, "abcd", 1, {"abcd-1"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, "abc", 1, {"abc-1", "abc-2", "abc-3"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, "ab", 1, {"ab-1"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, "a", 1, {"a-1", "a-2"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, "abcd", 1, {"abcd-1"})).has_value());
   CHECK(j->highest_sequence_nr(longest).value() == 0);
-  REQUIRE(j->append(make_append(0, longest, 1, {"max-1", "max-2"})).has_value());
+  REQUIRE(append_within(*j, make_append(0, longest, 1, {"max-1", "max-2"})).has_value());
 
   CHECK(payloads(j->replay("a", 1, 100).value()) == std::vector<std::string>{"a-1", "a-2"});
   CHECK(payloads(j->replay("ab", 1, 100).value()) == std::vector<std::string>{"ab-1"});
@@ -102,8 +101,8 @@ TEST_CASE("ids that are prefixes of each other do not mix", "[persistence]") {
   CHECK(j->highest_sequence_nr("abcde").value() == 0);
   CHECK(j->highest_sequence_nr(longest).value() == 2);
   CHECK(j->replay("abcde", 1, 100).value().empty());
-  CHECK(code_of(j->append(make_append(0, "ab", 1, {"again"}))) == errc::sequence_conflict);
-  CHECK(j->append(make_append(0, "ab", 2, {"ab-2"})).has_value());
+  CHECK(code_of(append_within(*j, make_append(0, "ab", 1, {"again"}))) == errc::sequence_conflict);
+  CHECK(append_within(*j, make_append(0, "ab", 2, {"ab-2"})).has_value());
 }
 
 TEST_CASE("a refused append writes nothing while the rest of its batch commits",
@@ -120,16 +119,15 @@ TEST_CASE("a refused append writes nothing while the rest of its batch commits",
 
   // A blocker holds the writer in its callback, so that everything below queues up behind it
   // and is taken as one batch.
-  std::latch release{1};
-  std::promise<bool> blocked;
-  j->append_async(make_append(1, "blocker", 1, {"b"}), [&](expected<append_result> r) {
-    blocked.set_value(r.has_value());
-    release.wait();
-  });
-  const bool blocker_ok = blocked.get_future().get();
-  if (!blocker_ok)
-    release.count_down(); // let the writer go before failing
-  REQUIRE(blocker_ok);
+  writer_gate gate;
+  auto blocked = std::make_shared<std::promise<bool>>();
+  auto blocker_result = blocked->get_future();
+  j->append_async(make_append(1, "blocker", 1, {"b"}),
+                  [blocked, hold = gate.hold()](expected<append_result> r) {
+                    blocked->set_value(r.has_value());
+                    hold();
+                  });
+  REQUIRE(get_within(blocker_result));
 
   std::vector<std::future<expected<append_result>>> results;
   auto submit = [&](append_request req) {
@@ -143,11 +141,11 @@ TEST_CASE("a refused append writes nothing while the rest of its batch commits",
   submit(make_append(0, "a", 3, {"a-3-again"}));         // conflicts with the one before
   submit(make_append(7, "c", 1, {"c-1"}));               // shard out of range
   submit(make_append(0, "d", 1, {"d-1", "d-2", "d-3"})); // ok
-  release.count_down();
+  gate.open();
 
   std::vector<expected<append_result>> r;
   for (auto& f : results)
-    r.push_back(f.get());
+    r.push_back(get_within(f));
   // The blocker holds offset 1; refused appends take no offsets.
   REQUIRE(r[0].has_value());
   CHECK(r[0]->last_seq == 2);
@@ -179,20 +177,20 @@ TEST_CASE("a refused append writes nothing while the rest of its batch commits",
         == std::vector<std::string>{"b", "a-1", "a-2", "a-3", "d-1", "d-2", "d-3"});
   CHECK(j->log_end().value() == 7);
   // The refused append can be retried with the right sequence number.
-  CHECK(j->append(make_append(0, "b", 1, {"b-1"})).has_value());
+  CHECK(append_within(*j, make_append(0, "b", 1, {"b-1"})).has_value());
 }
 
 TEST_CASE("invalid appends are refused with invalid_argument", "[persistence]") {
   temp_dir tmp;
   auto j = open_ok(options(tmp.journal_dir()));
-  CHECK(code_of(j->append(make_append(0, "", 1, {"e"}))) == errc::invalid_argument);
-  CHECK(code_of(j->append(make_append(0, std::string(256, 'x'), 1, {"e"})))
+  CHECK(code_of(append_within(*j, make_append(0, "", 1, {"e"}))) == errc::invalid_argument);
+  CHECK(code_of(append_within(*j, make_append(0, std::string(256, 'x'), 1, {"e"})))
         == errc::invalid_argument);
-  CHECK(code_of(j->append(make_append(4, "acc", 1, {"e"}))) == errc::invalid_argument);
-  CHECK(code_of(j->append(make_append(0, "acc", 1, {}))) == errc::invalid_argument);
-  CHECK(code_of(j->append(make_append(0, "acc", 0, {"e"}))) == errc::sequence_conflict);
-  CHECK(code_of(j->append(make_append(0, "acc", 2, {"e"}))) == errc::sequence_conflict);
-  CHECK(j->append(make_append(0, std::string(255, 'x'), 1, {"e"})).has_value());
+  CHECK(code_of(append_within(*j, make_append(4, "acc", 1, {"e"}))) == errc::invalid_argument);
+  CHECK(code_of(append_within(*j, make_append(0, "acc", 1, {}))) == errc::invalid_argument);
+  CHECK(code_of(append_within(*j, make_append(0, "acc", 0, {"e"}))) == errc::sequence_conflict);
+  CHECK(code_of(append_within(*j, make_append(0, "acc", 2, {"e"}))) == errc::sequence_conflict);
+  CHECK(append_within(*j, make_append(0, std::string(255, 'x'), 1, {"e"})).has_value());
   CHECK(j->log_end().value() == 1);
 
   CHECK(code_of(j->replay("", 1, 10)) == errc::invalid_argument);
@@ -210,11 +208,11 @@ TEST_CASE("the log is dense from 1 across all shards, in commit order", "[persis
     auto empty = j->read_log(1, 100).value();
     CHECK(empty.events.empty());
     CHECK(empty.next == 1);
-    REQUIRE(j->append(make_append(1, "p", 1, {"p1", "p2"})).value().last_offset == 2);
-    REQUIRE(j->append(make_append(0, "q", 1, {"q1"})).value().last_offset == 3);
-    REQUIRE(j->append(make_append(1, "r", 1, {"r1"})).value().last_offset == 4);
-    REQUIRE(j->append(make_append(1, "p", 3, {"p3"})).value().last_offset == 5);
-    REQUIRE(j->append(make_append(0, "q", 2, {"q2", "q3"})).value().last_offset == 7);
+    REQUIRE(append_within(*j, make_append(1, "p", 1, {"p1", "p2"})).value().last_offset == 2);
+    REQUIRE(append_within(*j, make_append(0, "q", 1, {"q1"})).value().last_offset == 3);
+    REQUIRE(append_within(*j, make_append(1, "r", 1, {"r1"})).value().last_offset == 4);
+    REQUIRE(append_within(*j, make_append(1, "p", 3, {"p3"})).value().last_offset == 5);
+    REQUIRE(append_within(*j, make_append(0, "q", 2, {"q2", "q3"})).value().last_offset == 7);
     CHECK(j->log_end().value() == 7);
   }
   auto j = open_ok(options(tmp.journal_dir(), 3));
@@ -316,9 +314,9 @@ TEST_CASE("the log is dense from 1 across all shards, in commit order", "[persis
   CHECK(code_of(j->shard_end(3)) == errc::invalid_argument);
 
   // The reopened journal continues the log and the shards where they ended.
-  auto s1 = j->append(make_append(2, "s", 1, {"s1"})).value();
+  auto s1 = append_within(*j, make_append(2, "s", 1, {"s1"})).value();
   CHECK(s1.last_offset == 8);
-  CHECK(j->append(make_append(1, "r", 2, {"r2"})).value().last_offset == 9);
+  CHECK(append_within(*j, make_append(1, "r", 2, {"r2"})).value().last_offset == 9);
   CHECK(j->log_end().value() == 9);
   CHECK(payloads(j->read_shard_log(2, 1, 100).value().events) == std::vector<std::string>{"s1"});
   auto r2 = j->read_shard_log(1, 5, 100).value();
@@ -410,7 +408,7 @@ TEST_CASE("snapshots keep the latest and survive a reopen", "[persistence]") {
     REQUIRE(save_snapshot(*j, snapshot{"empty", 1, ""}).has_value());
     // Without a callback the snapshot is still written with the next batch.
     j->save_snapshot_async(snapshot{"no-callback", 7, "fire and forget"}, nullptr);
-    REQUIRE(j->append(make_append(0, "after", 1, {"e"})).has_value());
+    REQUIRE(append_within(*j, make_append(0, "after", 1, {"e"})).has_value());
     CHECK(j->load_snapshot("no-callback").value().value().seq == 7);
   }
   auto j = open_ok(options(tmp.journal_dir()));
@@ -431,4 +429,17 @@ TEST_CASE("error codes have stable names", "[persistence]") {
   CHECK(std::string{to_string(errc::unknown_format)} == "unknown_format");
   CHECK(std::string{to_string(errc::config_mismatch)} == "config_mismatch");
   CHECK(std::string{to_string(errc::closed)} == "closed");
+}
+
+TEST_CASE("the journal's log environment syncs every commit (no NOSYNC, NOMETASYNC, MAPASYNC)",
+          "[persistence][durability]") {
+  // A kill -9 keeps the page cache, so no crash test can tell a synced commit from an unsynced
+  // one: the flags the log runs with are what shows that a 2xx comes after fsync.
+  temp_dir tmp;
+  auto j = open_ok(options(tmp.journal_dir()));
+  const auto flags = lmdb_log_env_flags(*j);
+  REQUIRE(flags.has_value());
+  CHECK((*flags & MDB_NOSYNC) == 0);
+  CHECK((*flags & MDB_NOMETASYNC) == 0);
+  CHECK((*flags & MDB_MAPASYNC) == 0);
 }

@@ -33,7 +33,7 @@ TEST_CASE("a garbage data file is reported as corrupt", "[persistence][open]") {
   }
   SECTION("over a journal that existed") {
     auto j = open_ok(options(tmp.journal_dir()));
-    REQUIRE(j->append(make_append(0, "acc", 1, {"e"})).has_value());
+    REQUIRE(append_within(*j, make_append(0, "acc", 1, {"e"})).has_value());
   }
   write_garbage(tmp.journal_dir() / "data.mdb", 64 * 1024);
   CHECK(open_error(options(tmp.journal_dir())).code == errc::corrupt);

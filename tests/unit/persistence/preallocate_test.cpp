@@ -143,7 +143,7 @@ TEST_CASE("with preallocation refused, the journal's commits extend the file as 
   auto opts = preallocating(dir.path(), 1 << 20);
   auto data = dir.path() / "data.mdb";
   auto j = open_ok(opts);
-  REQUIRE(j->append(make_append(0, "a", 1, {"first"})));
+  REQUIRE(append_within(*j, make_append(0, "a", 1, {"first"})));
   // The indexer has put the zeros in place (first wake after the append).
   REQUIRE(eventually([&] { return size_of(data) >= (1u << 20); }));
   sequence_nr seq = 1;
@@ -154,7 +154,7 @@ TEST_CASE("with preallocation refused, the journal's commits extend the file as 
     // the file themselves until it is full.
     file_size_cap cap{cap_at};
     for (int i = 0; i < 1000 && refused == 0; ++i) {
-      if (j->append(make_append(0, "a", seq + 1, {std::string(8000, 'p')})))
+      if (append_within(*j, make_append(0, "a", seq + 1, {std::string(8000, 'p')})))
         ++seq;
       else
         ++refused;
@@ -165,7 +165,7 @@ TEST_CASE("with preallocation refused, the journal's commits extend the file as 
   CHECK(size_of(data) <= cap_at);
   CHECK(seq > 100); // the zeros and the space up to the cap were used
   // Space is back: appends go on from the last acknowledged one, and everything reads back.
-  REQUIRE(j->append(make_append(0, "a", seq + 1, {"after"})));
+  REQUIRE(append_within(*j, make_append(0, "a", seq + 1, {"after"})));
   auto events = j->replay("a", 1, 2000);
   REQUIRE(events);
   REQUIRE(events->size() == seq + 1);

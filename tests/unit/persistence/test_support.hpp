@@ -7,13 +7,17 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <limits>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <system_error>
@@ -22,6 +26,7 @@
 #include <vector>
 
 #include "runtime/persistence/lmdb_journal.hpp"
+#include "tests/support/wait.hpp"
 
 namespace kontor::persistence::test {
 
@@ -70,21 +75,123 @@ inline append_request make_append(shard_id shard, std::string id, sequence_nr fi
   return append_request{shard, std::move(id), first_seq, std::move(events)};
 }
 
+/// How long a test waits for the journal before it fails: far beyond any healthy append.
+inline constexpr std::chrono::seconds wait_limit{30};
+
+/// The value of `f`, or a test failure when it is not ready within `timeout`: a journal that
+/// never answers fails the test instead of hanging it. For the test's own thread (it asserts).
+template <class T>
+T get_within(std::future<T>& f, std::chrono::milliseconds timeout = wait_limit) {
+  if (f.wait_for(timeout) != std::future_status::ready)
+    FAIL("no result from the journal within " << timeout.count() << " ms");
+  return f.get();
+}
+
 /// Queues all appends at once (so that they can share batches, in this order) and waits for
-/// every result.
-inline std::vector<expected<append_result>> append_all(journal& j,
-                                                       std::vector<append_request> reqs) {
+/// every result until `timeout`; nullopt when one did not come. Asserts nothing: any thread.
+inline std::optional<std::vector<expected<append_result>>>
+append_all_for(journal& j, std::vector<append_request> reqs,
+               std::chrono::milliseconds timeout = wait_limit) {
   std::vector<std::future<expected<append_result>>> futures;
   for (auto& req : reqs) {
     auto p = std::make_shared<std::promise<expected<append_result>>>();
     futures.push_back(p->get_future());
     j.append_async(std::move(req), [p](expected<append_result> r) { p->set_value(std::move(r)); });
   }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<expected<append_result>> out;
-  for (auto& f : futures)
+  for (auto& f : futures) {
+    if (f.wait_until(deadline) != std::future_status::ready)
+      return std::nullopt;
     out.push_back(f.get());
+  }
   return out;
 }
+
+/// append_all_for on the test's own thread: fails the test when a result does not come in time.
+inline std::vector<expected<append_result>> append_all(journal& j,
+                                                       std::vector<append_request> reqs) {
+  auto out = append_all_for(j, std::move(reqs));
+  if (!out)
+    FAIL("no result from the journal within " << wait_limit.count() << " s");
+  return std::move(*out);
+}
+
+/// One append, waited for until `timeout` (journal::append waits without a deadline); nullopt
+/// when no result came. Asserts nothing: any thread.
+inline std::optional<expected<append_result>>
+append_for(journal& j, append_request req, std::chrono::milliseconds timeout = wait_limit) {
+  std::vector<append_request> one;
+  one.push_back(std::move(req));
+  auto out = append_all_for(j, std::move(one), timeout);
+  if (!out)
+    return std::nullopt;
+  return std::move(out->front());
+}
+
+/// One append on the test's own thread: fails the test when no result comes in time.
+inline expected<append_result> append_within(journal& j, append_request req) {
+  auto out = append_for(j, std::move(req));
+  if (!out)
+    FAIL("no result from the journal within " << wait_limit.count() << " s");
+  return std::move(*out);
+}
+
+/// Holds the journal's writer thread inside a callback until the test opens it (to queue work
+/// behind it). Callbacks share its state; the hold gives up after wait_limit, and the gate opens
+/// when it goes out of scope, so a failing assertion never leaves the writer stuck.
+class writer_gate {
+public:
+  writer_gate() = default;
+  writer_gate(const writer_gate&) = delete;
+  writer_gate& operator=(const writer_gate&) = delete;
+  ~writer_gate() { open(); }
+
+  /// Lets every held callback go on.
+  void open() const {
+    {
+      std::lock_guard lock{state_->mutex};
+      state_->open = true;
+    }
+    state_->cv.notify_all();
+  }
+
+  /// For a callback: blocks until open() or wait_limit; true when opened.
+  auto hold() const {
+    return [s = state_] {
+      std::unique_lock lock{s->mutex};
+      return s->cv.wait_for(lock, wait_limit, [&] { return s->open; });
+    };
+  }
+
+private:
+  struct state {
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool open = false;
+  };
+  std::shared_ptr<state> state_ = std::make_shared<state>();
+};
+
+/// Sets `stop` and joins `thread` when the scope ends, also when an assertion throws: a test that
+/// fails while a helper thread runs reports its failure instead of ending in std::terminate.
+class stop_and_join {
+public:
+  stop_and_join(std::atomic<bool>& stop, std::thread& thread) : stop_(stop), thread_(thread) {}
+  stop_and_join(const stop_and_join&) = delete;
+  stop_and_join& operator=(const stop_and_join&) = delete;
+  ~stop_and_join() { now(); }
+  /// Stops and joins now (idempotent).
+  void now() {
+    stop_.store(true);
+    if (thread_.joinable())
+      thread_.join();
+  }
+
+private:
+  std::atomic<bool>& stop_;
+  std::thread& thread_;
+};
 
 /// Reads the whole log in one call.
 inline std::vector<stored_event> whole_log(const journal& j) {
@@ -94,12 +201,12 @@ inline std::vector<stored_event> whole_log(const journal& j) {
   return std::move(page->events);
 }
 
-/// Saves a snapshot and waits until it is durable.
+/// Saves a snapshot and waits until it is durable (fails the test after wait_limit).
 inline expected<void> save_snapshot(journal& j, snapshot snap) {
   auto p = std::make_shared<std::promise<expected<void>>>();
   auto f = p->get_future();
   j.save_snapshot_async(std::move(snap), [p](expected<void> r) { p->set_value(std::move(r)); });
-  return f.get();
+  return get_within(f);
 }
 
 /// The error code of a failed result, for CHECKs; fails the test if the result is a value.

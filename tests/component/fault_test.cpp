@@ -1,0 +1,213 @@
+// A disk whose fsync hangs or fails (kontor_fault_fs preloaded into the node): 503s with the
+// documented codes, nothing applied that was not acknowledged, and the node recovers.
+
+#include <signal.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "tests/component/node_fixture.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace kontor::test;
+
+namespace {
+
+/// The control file of kontor_fault_fs for one node: what its fdatasync/fsync calls do next.
+class fault_control {
+public:
+  fault_control() { set("ok"); }
+
+  /// "ok", or "fail"/"hang" followed by a path fragment that selects the files affected.
+  void set(const std::string& instruction) {
+    const auto tmp = file() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << instruction << "\n";
+      REQUIRE(out.good());
+    }
+    std::filesystem::rename(tmp, file()); // atomic: the library never reads half an instruction
+  }
+
+  /// Whether a sync call is blocked by "hang" right now.
+  bool hanging() const { return std::filesystem::exists(file() + ".hanging"); }
+
+  /// The environment that preloads the library into a node and points it at this file.
+  std::vector<std::string> node_env() const {
+    const char* asan = std::getenv("ASAN_OPTIONS");
+    return {"LD_PRELOAD=" KONTOR_FAULT_FS_LIBRARY, "FAULT_FS_FILE=" + file(),
+            // A preloaded library comes before the sanitizer runtime of a sanitized build.
+            std::string("ASAN_OPTIONS=") + (asan ? asan : "") + ":verify_asan_link_order=0"};
+  }
+
+private:
+  std::string file() const { return (dir_.path() / "fsync").string(); }
+  temp_dir dir_{"kontor-fault"};
+};
+
+/// The journal's log file (not its index, not the read models).
+const std::string journal_log = "journal/data.mdb";
+
+std::int64_t count_tx(const boost::json::array& events, const std::string& tx_id) {
+  std::int64_t n = 0;
+  for (const auto& e : events)
+    if (const auto* tx = e.at("data").as_object().if_contains("txId"); tx && *tx == tx_id.c_str())
+      ++n;
+  return n;
+}
+
+} // namespace
+
+TEST_CASE("a command whose fsync hangs gets 503 timeout, and retried with its txId it applies once",
+          "[fault]") {
+  fault_control fault;
+  running_node node({"--command-timeout", "300ms"}, fault.node_env());
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("slow", 0)).status == 201);
+
+  fault.set("hang " + journal_log);
+  auto r = c.post("/accounts/slow/transactions", tx_body("slow-1", "deposit", 10));
+  INFO(r.body);
+  REQUIRE(r.status == 503);
+  CHECK(body_json(r).at("error") == "timeout");
+  CHECK(!r.header("retry-after").empty());
+
+  // The disk comes back: the retry with the same txId learns the outcome, and the deposit is in
+  // the account exactly once.
+  fault.set("ok");
+  http_result retry;
+  REQUIRE(wait_until([&] {
+    retry = c.post("/accounts/slow/transactions", tx_body("slow-1", "deposit", 10));
+    return retry.status != 503;
+  }));
+  INFO(retry.body);
+  REQUIRE(retry.status == 201);
+  CHECK(retry.header("idempotent-replayed") == "true"); // the first attempt was applied
+  CHECK(body_json(retry).at("balance") == 10);
+  auto events = all_events(c, "slow");
+  CHECK(events.size() == 2);
+  CHECK(count_tx(events, "slow-1") == 1);
+  // And the node answers as usual.
+  auto next = c.post("/accounts/slow/transactions", tx_body("slow-2", "deposit", 5));
+  CHECK(next.status == 201);
+  CHECK(body_json(next).at("balance") == 15);
+}
+
+TEST_CASE("a failing fsync gives 503 journal_unavailable, applies nothing, and the node recovers",
+          "[fault]") {
+  fault_control fault;
+  running_node node({}, fault.node_env());
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("eio", 1000)).status == 201);
+  REQUIRE(c.post("/accounts/eio/transactions", tx_body("before", "deposit", 100)).status == 201);
+
+  fault.set("fail " + journal_log);
+  auto dep = c.post("/accounts/eio/transactions", tx_body("lost", "deposit", 50));
+  INFO(dep.body);
+  CHECK(dep.status == 503);
+  CHECK(body_json(dep).at("error") == "journal_unavailable");
+  CHECK(!dep.header("retry-after").empty());
+  auto lock = c.post("/accounts/eio/lock", R"({"reason":"two events, or none"})");
+  INFO(lock.body);
+  CHECK(lock.status == 503);
+  CHECK(body_json(lock).at("error") == "journal_unavailable");
+
+  // Nothing of either command is visible.
+  auto acc = body_json(c.get("/accounts/eio?consistent=true"));
+  CHECK(acc.at("version") == 2);
+  CHECK(acc.at("balance") == 100);
+  CHECK(acc.at("status") == "active");
+  CHECK(all_events(c, "eio").size() == 2);
+
+  // The disk comes back: commands go through, and the refused txId was not remembered.
+  fault.set("ok");
+  auto after = c.post("/accounts/eio/transactions", tx_body("after", "deposit", 7));
+  INFO(after.body);
+  REQUIRE(after.status == 201);
+  CHECK(body_json(after).at("balance") == 107);
+  auto again = c.post("/accounts/eio/transactions", tx_body("lost", "deposit", 50));
+  REQUIRE(again.status == 201);
+  CHECK(again.header("idempotent-replayed").empty());
+  CHECK(body_json(again).at("balance") == 157);
+
+  // A restart shows the same history: nothing of the failed commands, everything acknowledged.
+  CHECK(node.stop() == 0);
+  node.start();
+  http_client c2{node.port()};
+  std::vector<std::string> types;
+  auto events = all_events(c2, "eio");
+  for (const auto& e : events)
+    types.emplace_back(e.at("type").as_string());
+  CHECK(types == std::vector<std::string>{"AccountOpened", "MoneyDeposited", "MoneyDeposited",
+                                          "MoneyDeposited"});
+  CHECK(count_tx(events, "lost") == 1);
+  auto restarted = body_json(c2.get("/accounts/eio?consistent=true"));
+  CHECK(restarted.at("balance") == 157);
+  CHECK(restarted.at("version") == 4);
+}
+
+TEST_CASE("SIGTERM while an append waits for the disk: the node finishes it, then exits 0",
+          "[fault]") {
+  fault_control fault;
+  // No preallocation: the only syncs of the journal's file are its commits.
+  running_node node({"--journal-preallocate-mb", "0"}, fault.node_env());
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("term", 0)).status == 201);
+
+  // A deposit whose commit is inside fsync when the node is told to stop.
+  fault.set("hang " + journal_log);
+  http_result answer;
+  std::thread client([&] {
+    http_client slow{node.port()};
+    answer = slow.post("/accounts/term/transactions", tx_body("in-flight", "deposit", 42));
+  });
+  const bool in_fsync = wait_until([&] { return fault.hanging(); });
+  REQUIRE(::kill(node.process().pid(), SIGTERM) == 0);
+  const bool stopping =
+    wait_until([&] { return node.log().find("stopping on SIGTERM") != std::string::npos; });
+  fault.set("ok"); // the disk answers only once the node is stopping
+  const int exit_code = node.stop();
+  client.join();
+  REQUIRE(in_fsync);
+  REQUIRE(stopping);
+  CHECK(exit_code == 0);
+  INFO("answer to the deposit in flight: " << answer.status << " " << answer.body);
+  CHECK((answer.status == 0 || answer.status == 201 || answer.status == 503));
+
+  // The append in flight was finished, not dropped.
+  node.start();
+  http_client c2{node.port()};
+  auto events = all_events(c2, "term");
+  CHECK(events.size() == 2);
+  CHECK(count_tx(events, "in-flight") == 1);
+  CHECK(body_json(c2.get("/accounts/term?consistent=true")).at("balance") == 42);
+}
+
+// Issue 7 item 1: a batch the read model could not commit is read again from its first position
+// (the read model answers every batch with its durable positions).
+TEST_CASE("a read model whose commits fail catches up once the disk is back", "[fault]") {
+  fault_control fault;
+  running_node node({}, fault.node_env());
+  http_client c{node.port()};
+  REQUIRE(c.post("/accounts", open_body("early", 10)).status == 201);
+  REQUIRE(wait_until([&] { return c.get("/accounts/early").status == 200; }));
+
+  fault.set("fail read/data.mdb"); // the read models' store only; the journal is fine
+  REQUIRE(c.post("/accounts", open_body("late", 20)).status == 201);
+  REQUIRE(wait_until([&] { return node.log().find("applying a batch failed") != std::string::npos; }));
+  REQUIRE(c.post("/accounts/late/transactions", tx_body("d", "deposit", 5)).status == 201);
+  fault.set("ok");
+
+  auto consistent = c.get("/accounts/late?consistent=true");
+  REQUIRE(consistent.status == 200);
+  http_result projected;
+  bool converged = wait_until(
+    [&] {
+      projected = c.get("/accounts/late");
+      return projected.status == 200 && body_json(projected) == body_json(consistent);
+    },
+    std::chrono::seconds(5));
+  INFO("read model: " << projected.status << " " << projected.body);
+  CHECK(converged);
+}
