@@ -1,5 +1,7 @@
-// spread_load: every request lands on the node it was meant for and every outcome is counted
-// in its kind.
+// spread_load and test_cluster::load: every request lands on the node it was meant for and
+// every outcome is counted in its kind.
+
+#include <signal.h>
 
 #include <map>
 #include <mutex>
@@ -8,6 +10,7 @@
 #include <catch2/catch.hpp>
 
 #include "tests/lab/fake_http_server.hpp"
+#include "tests/support/cluster.hpp"
 #include "tests/support/load.hpp"
 #include "tests/support/ports.hpp"
 
@@ -48,4 +51,40 @@ TEST_CASE("spread_load counts 2xx, 4xx, 503, other statuses and transport errors
   REQUIRE(seen.size() == 60);
   for (auto& [i, status] : seen)
     CHECK(status == (i % 3 == 2 ? 0 : codes[(i / 3) % 6]));
+}
+
+namespace {
+
+std::string account_body(const std::string& id) {
+  return R"({"id":")" + id + R"(","owner":"Lab","country":"DE","currency":"EUR","limit":100})";
+}
+
+} // namespace
+
+TEST_CASE("test_cluster::load spreads requests over every node, and a dead node's share fails",
+          "[lab][load]") {
+  test_cluster cluster{{.nodes = 3, .clustered = false}};
+  cluster.start_all();
+  auto open = [](std::size_t i) {
+    return load_request{"POST", "/accounts", account_body("spread-" + std::to_string(i)), {}};
+  };
+  auto first = cluster.load(30, 4, open);
+  INFO(first.summary());
+  CHECK(first.ok == 30);
+  // Request i went to node i % 3: the account exists there and on no other node (single nodes).
+  for (std::size_t i = 0; i < 30; ++i)
+    for (std::size_t n = 0; n < 3; ++n)
+      CHECK(cluster.get(n, "/accounts/spread-" + std::to_string(i) + "?consistent=true").status
+            == (n == i % 3 ? 200 : 404));
+  // The same ids again: each node has them already.
+  auto again = cluster.load(30, 4, open);
+  INFO(again.summary());
+  CHECK(again.client_error == 30);
+  CHECK(again.by_status == std::map<int, std::size_t>{{409, 30}});
+
+  cluster.kill(2);
+  auto health = cluster.load(30, 3, [](std::size_t) { return load_request{}; }, {}, 2000);
+  INFO(health.summary());
+  CHECK(health.ok == 20);
+  CHECK(health.transport == 10);
 }
