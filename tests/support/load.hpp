@@ -42,8 +42,11 @@ struct load_result {
 /// Sends request make(0) .. make(count - 1) from `threads` threads; request i goes to
 /// endpoints[i % endpoints.size()], so the nodes share the load evenly. Each thread keeps one
 /// keep-alive connection per endpoint (reconnecting after an error); `timeout_ms` bounds each
-/// request. `make` and `observe` (when given, called with every answer) run on the load threads
-/// concurrently: they must be thread-safe. Returns when every request has an outcome.
+/// step of a request. Like http_client::request, a request whose connection fails is sent once
+/// more on a fresh connection: it may reach a node twice (commands carry txIds) and take up to
+/// twice the timeout. `make` and `observe` (when given, called with every answer) run on the
+/// load threads concurrently: they must be thread-safe. Returns when every request has an
+/// outcome.
 load_result spread_load(
   const std::vector<endpoint>& endpoints, std::size_t count, std::size_t threads,
   const std::function<load_request(std::size_t i)>& make,
