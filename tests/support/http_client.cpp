@@ -17,6 +17,9 @@ namespace kontor::test {
 
 http_client::http_client(unsigned short port, int timeout_ms) : port_(port), timeout_ms_(timeout_ms) {}
 
+http_client::http_client(std::string host, unsigned short port, int timeout_ms)
+  : host_(std::move(host)), port_(port), timeout_ms_(timeout_ms) {}
+
 http_client::~http_client() {
   close();
 }
@@ -41,7 +44,11 @@ bool http_client::connect() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port_);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, host_.c_str(), &addr.sin_addr) != 1) {
+    close();
+    return false;
+  }
+  // On Linux SO_SNDTIMEO also bounds connect: an unreachable host fails after the timeout.
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close();
     return false;
@@ -51,7 +58,7 @@ bool http_client::connect() {
 
 http_result http_client::request(const std::string& method, const std::string& target,
                                  const std::string& body, const std::string& extra_headers) {
-  std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" + extra_headers;
+  std::string req = method + " " + target + " HTTP/1.1\r\nHost: " + host_ + "\r\n" + extra_headers;
   if (!body.empty() || method == "POST" || method == "PUT")
     req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   req += "\r\n" + body;

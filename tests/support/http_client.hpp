@@ -21,12 +21,15 @@ struct http_result {
   }
 };
 
-/// A blocking HTTP/1.1 client on one keep-alive connection to 127.0.0.1:port (plain POSIX
-/// sockets, so tests exercise the server with an independent implementation). Reconnects when
-/// the server closed the connection. Not thread-safe: one client per thread.
+/// A blocking HTTP/1.1 client on one keep-alive connection to 127.0.0.1:port or host:port (plain
+/// POSIX sockets, so tests exercise the server with an independent implementation). Reconnects
+/// when the server closed the connection. Not thread-safe: one client per thread.
 class http_client {
 public:
   explicit http_client(unsigned short port, int timeout_ms = 10000);
+  /// A client of host:port (an IPv4 address such as a network-namespace lab's 10.77.x.y). The
+  /// timeout bounds connect, send and each receive.
+  http_client(std::string host, unsigned short port, int timeout_ms = 10000);
   ~http_client();
   http_client(const http_client&) = delete;
   http_client& operator=(const http_client&) = delete;
@@ -52,6 +55,7 @@ private:
   http_result exchange(const std::string& bytes, bool retry);
   std::optional<http_result> read_response();
 
+  std::string host_ = "127.0.0.1";
   unsigned short port_;
   int timeout_ms_;
   int fd_ = -1;
