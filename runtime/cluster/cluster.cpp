@@ -997,7 +997,10 @@ kontor::expected<std::unique_ptr<cluster>, cluster_error> cluster::start(caf::ac
     out->shared_->state.self_incarnation = me.incarnation;
   }
   // The daemon waits for its address: publishing needs the actor, the address needs the port.
-  out->daemon_ = sys.spawn<caf::detached>(daemon_actor, settings, me, publish_fn);
+  // Scheduled, not detached: it is published and talks to other nodes, and CAF 0.17.6 can hang
+  // in the actor system's destructor when a detached actor did (see runtime/stream/log_server).
+  // Its blocking work (DNS, TCP probes) runs in short-lived detached actors that talk locally.
+  out->daemon_ = sys.spawn(daemon_actor, settings, me, publish_fn);
   std::uint16_t port = 0;
   std::string host = settings.advertise_address;
   if (settings.port != 0 || !settings.seeds.empty()) {

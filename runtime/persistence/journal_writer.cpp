@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <chrono>
 #include <limits>
+#include <map>
 #include <new>
 
 #include "runtime/persistence/log_record.hpp"
@@ -415,7 +416,9 @@ journal_writer::outcome journal_writer::write_import(MDB_txn* txn, const shard_i
                         + std::to_string(events[first_new].shard_pos));
   if (first_new > 0) {
     // The import overlaps what the journal holds: that part must be the same history.
-    if (auto err = check_overlap(txn, imp.shard, events[first_new - 1], where, rc, operation))
+    const std::vector<stored_event> overlap(events.begin(),
+                                            events.begin() + static_cast<std::ptrdiff_t>(first_new));
+    if (auto err = check_overlap(txn, imp.shard, overlap, where, rc, operation))
       return std::move(*err);
     if (rc != MDB_SUCCESS)
       return std::monostate{};
@@ -454,38 +457,53 @@ journal_writer::outcome journal_writer::write_import(MDB_txn* txn, const shard_i
 }
 
 std::optional<error> journal_writer::check_overlap(MDB_txn* txn, shard_id shard,
-                                                   const stored_event& ev,
+                                                   const std::vector<stored_event>& overlap,
                                                    const std::string& where, int& rc,
                                                    std::string& operation) const {
-  if (ev.shard_pos > shard_ends_[shard])
+  if (overlap.empty())
+    return std::nullopt;
+  if (overlap.back().shard_pos > shard_ends_[shard])
     return make_error(errc::sequence_conflict,
                       where + ": the shard got local appends at the imported positions");
-  // The tail first, then the index (see replay).
-  auto found = tail_.by_shard(shard, ev.shard_pos, 1);
-  if (found.empty() || found.front().key != ev.shard_pos) {
-    auto indexed = index_.by_shard(shard, ev.shard_pos, 1);
-    if (!indexed) {
+  // Where each overlapping position is in the log: the tail first, then the index (see replay).
+  const auto from = overlap.front().shard_pos;
+  const auto n = overlap.size();
+  auto recent = tail_.by_shard(shard, from, n);
+  std::vector<tail_entry> indexed;
+  if (recent.empty() || recent.front().key != from) {
+    auto found = index_.by_shard(shard, from, n);
+    if (!found) {
       rc = EIO;
-      operation = indexed.error().message;
+      operation = found.error().message;
       return std::nullopt;
     }
-    found = std::move(*indexed);
+    indexed = std::move(*found);
   }
-  if (found.empty() || found.front().key != ev.shard_pos)
-    return make_error(errc::corrupt, where + ": position " + std::to_string(ev.shard_pos)
-                                       + " is below the shard's end but not in its index");
-  u64_key lk{found.front().offset};
-  MDB_val k = lk.val();
-  MDB_val v;
-  if ((rc = mdb_get(txn, log_.log_dbi(), &k, &v))) {
-    operation = "mdb_get(log, import overlap)";
-    return std::nullopt;
+  std::map<shard_offset, log_offset> where_is;
+  for (const auto& e : indexed)
+    where_is.emplace(e.key, e.offset);
+  for (const auto& e : recent)
+    where_is[e.key] = e.offset;
+  // Every overlapping event must be the journal's event at its position: the same id, seq and
+  // write time (a retried or overlapping stream), or the histories diverged.
+  for (const auto& ev : overlap) {
+    auto i = where_is.find(ev.shard_pos);
+    if (i == where_is.end())
+      return make_error(errc::corrupt, where + ": position " + std::to_string(ev.shard_pos)
+                                         + " is below the shard's end but not in its index");
+    u64_key lk{i->second};
+    MDB_val k = lk.val();
+    MDB_val v;
+    if ((rc = mdb_get(txn, log_.log_dbi(), &k, &v))) {
+      operation = "mdb_get(log, import overlap)";
+      return std::nullopt;
+    }
+    auto h = peek_record(to_view(v), log_.shards());
+    if (!h || h->id != ev.persistence_id || h->seq != ev.seq || h->written_at != ev.written_at)
+      return make_error(errc::sequence_conflict,
+                        where + ": position " + std::to_string(ev.shard_pos)
+                          + " holds another event here than in the import (diverged histories)");
   }
-  auto h = peek_record(to_view(v), log_.shards());
-  if (!h || h->id != ev.persistence_id || h->seq != ev.seq)
-    return make_error(errc::sequence_conflict,
-                      where + ": position " + std::to_string(ev.shard_pos)
-                        + " holds another event here than in the import (diverged histories)");
   return std::nullopt;
 }
 

@@ -105,9 +105,10 @@ private:
   /// Writes one import into `txn` after checking all of it; its outcome.
   outcome write_import(MDB_txn* txn, const shard_import& imp, batch_view& view, log_offset& end,
                        int& rc, std::string& operation);
-  /// Whether the journal's event at `ev`'s position is `ev` (same id and seq): an error when
-  /// not; rc/operation set when reading failed.
-  std::optional<error> check_overlap(MDB_txn* txn, shard_id shard, const stored_event& ev,
+  /// Whether the journal holds each event of `overlap` (consecutive positions) at its position
+  /// (same id, seq and write time): an error when not; rc/operation set when reading failed.
+  std::optional<error> check_overlap(MDB_txn* txn, shard_id shard,
+                                     const std::vector<stored_event>& overlap,
                                      const std::string& where, int& rc,
                                      std::string& operation) const;
   /// The import's snapshots that are newer than the stored ones and not ahead of their events.

@@ -63,6 +63,7 @@ struct model_state {
   std::vector<shard_offset> next;   ///< per shard, the next position to apply (durable)
   std::vector<shard_offset> ends;   ///< per shard, the highest end the poller reported
   caf::actor poller;
+  caf::actor front; ///< what the poller knows of this read model (see model_front)
   std::chrono::milliseconds resubscribe_after{0};
   std::chrono::steady_clock::time_point last_batch;
   std::chrono::steady_clock::time_point last_progress_log;
@@ -80,8 +81,8 @@ shard_positions positions(self_ptr self) {
 
 void send_subscribe(self_ptr self) {
   auto& st = self->state;
-  if (st.poller)
-    self->send(st.poller, subscribe_atom::value, caf::actor_cast<caf::actor>(self), positions(self));
+  if (st.poller && st.front)
+    self->send(st.front, subscribe_atom::value, st.poller, positions(self));
 }
 
 /// Logs rebuild progress every few seconds while far behind.
@@ -195,6 +196,7 @@ caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
   st.last_batch = std::chrono::steady_clock::now();
   return {
     [=](event_batch& batch) { return apply_batch(self, batch); },
+    [=](caf::actor& front) { self->state.front = std::move(front); },
     [=](subscribe_atom, caf::actor& poller) {
       self->state.poller = std::move(poller);
       send_subscribe(self);
@@ -205,6 +207,26 @@ caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
       if (std::chrono::steady_clock::now() - st.last_batch >= st.resubscribe_after)
         send_subscribe(self);
       self->delayed_send(self, st.resubscribe_after, resubscribe_atom::value);
+    },
+  };
+}
+
+/// The read model's public face: a scheduled actor that subscribes to the poller in its own name
+/// and relays every batch to the detached model and its answer back, so that the detached
+/// actor (it blocks on LMDB commits) never talks to another node: in CAF 0.17.6 that can hang
+/// the actor system's shutdown (see runtime/stream/log_server.cpp).
+caf::behavior model_front(caf::event_based_actor* self, caf::actor model) {
+  self->link_to(model); // an exit of either ends both
+  return {
+    [=](event_batch& batch) {
+      auto rp = self->make_response_promise<applied_atom, shard_positions>();
+      self->request(model, caf::infinite, std::move(batch))
+        .then([rp](applied_atom a, shard_positions& p) mutable { rp.deliver(a, std::move(p)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](subscribe_atom a, caf::actor& poller, shard_positions& p) {
+      self->send(poller, a, caf::actor_cast<caf::actor>(self), std::move(p));
     },
   };
 }
@@ -291,14 +313,17 @@ read_model::open(caf::actor_system& sys, read_model_settings settings) {
     settings.stats->record(applied, std::vector<shard_offset>(next->size(), 0));
   }
   auto rm = std::unique_ptr<read_model>(new read_model(std::move(settings), std::move(*store)));
-  rm->actor_ = sys.spawn<caf::detached>(model_actor, rm->store_.get(), rm->settings_.handler,
+  auto model = sys.spawn<caf::detached>(model_actor, rm->store_.get(), rm->settings_.handler,
                                         rm->settings_.stats, meta, std::move(*next),
                                         rm->settings_.resubscribe_after);
+  rm->actor_ = sys.spawn(model_front, model);
+  caf::anon_send(model, rm->actor_);
+  rm->model_ = model;
   return rm;
 }
 
 void read_model::subscribe(const caf::actor& poller) {
-  caf::anon_send(actor_, subscribe_atom::value, poller);
+  caf::anon_send(model_, subscribe_atom::value, poller);
 }
 
 } // namespace kontor::projection

@@ -82,7 +82,7 @@ public:
   /// The store, for queries (read transactions from any thread).
   const persistence::lmdb_store& store() const noexcept { return *store_; }
   const read_model_stats& stats() const noexcept { return *settings_.stats; }
-  /// The actor that applies batches; stop it with the actor system.
+  /// The actor batches go to (its public face; an exit of it stops the model too).
   const caf::actor& actor() const noexcept { return actor_; }
 
 private:
@@ -90,7 +90,8 @@ private:
 
   read_model_settings settings_;
   std::unique_ptr<persistence::lmdb_store> store_;
-  caf::actor actor_;
+  caf::actor actor_;  ///< the front
+  caf::actor model_;  ///< the detached actor that commits batches
 };
 
 } // namespace kontor::projection

@@ -178,7 +178,9 @@ caf::behavior store_actor(store_ptr self, fs::path dir) {
 } // namespace
 
 caf::actor spawn_table_store(caf::actor_system& sys, const fs::path& dir) {
-  return sys.spawn<caf::detached>(store_actor, dir);
+  // Scheduled although it fsyncs: it answers other nodes (CAF 0.17.6 can hang at shutdown when
+  // a detached actor did), and it writes only when the table changes (rarely, a small file).
+  return sys.spawn(store_actor, dir);
 }
 
 } // namespace kontor::sharding

@@ -73,7 +73,7 @@ std::optional<stored_allocation> load_allocation(const std::filesystem::path& fi
 bool save_allocation(const std::filesystem::path& file, const stored_allocation& s,
                      std::string& error);
 
-/// Starts this node's table store (service "tables") on its own thread (it fsyncs): it keeps
+/// Starts this node's table store (service "tables"): it keeps
 /// `dir`/allocation and answers table_read_atom and table_write_atom.
 caf::actor spawn_table_store(caf::actor_system& sys, const std::filesystem::path& dir);
 

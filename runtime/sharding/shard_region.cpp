@@ -14,16 +14,8 @@
 #include "runtime/persistence/journal.hpp"
 #include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/internal.hpp"
+#include "runtime/stream/catch_up.hpp"
 #include "runtime/stream/messages.hpp"
-
-namespace kontor::sharding {
-
-/// Where a shard copy reports to (local only: it carries a callback).
-using copy_done = std::function<void(std::optional<std::string> failure, shard_offset end)>;
-
-} // namespace kontor::sharding
-
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<kontor::sharding::copy_done>)
 
 namespace kontor::sharding {
 
@@ -86,8 +78,7 @@ using route_sweep_atom = caf::atom_constant<caf::atom("rg_sweep")>;
 constexpr std::chrono::milliseconds sweep_every{50};
 constexpr std::chrono::milliseconds map_retry{250};
 constexpr std::uint8_t max_hops = 3;
-/// Local: the next page of a shard copy.
-using copy_atom = caf::atom_constant<caf::atom("rg_copy")>;
+
 
 /// What a region routes: a command for an entity, or a read of its stored events.
 using routed = std::variant<entity_envelope, entity_read>;
@@ -189,8 +180,11 @@ void serve_here(self_ptr self, shard_id shard, caf::response_promise promise, ro
     promise.delegate(local_shard(self, shard), std::move(*env));
     return;
   }
-  // Reads block on the journal: they run on the region's reader thread.
-  promise.delegate(st.reader, read_entity_atom::value, std::move(std::get<entity_read>(r)));
+  // Reads block on the journal: they run on the region's reader thread. The region relays the
+  // answer itself (the reader is detached and must not answer other nodes; see log_server).
+  self->request(st.reader, caf::infinite, read_entity_atom::value, std::move(std::get<entity_read>(r)))
+    .then([promise](entity_events& e) mutable { promise.deliver(std::move(e)); },
+          [promise](caf::error& err) mutable { promise.deliver(std::move(err)); });
 }
 
 void route(self_ptr self, caf::response_promise promise, routed env, std::uint8_t hops,
@@ -304,34 +298,6 @@ void apply_map(self_ptr self, shard_map map) {
   reroute(self);
 }
 
-/// Copies `shard` from `source` (a shard log server) into this node's journal up to `until`,
-/// page after page, each page one idempotent import.
-void copy_shard(self_ptr self, shard_id shard, caf::actor source, shard_offset until,
-                copy_done done) {
-  auto journal = self->state.settings->journal;
-  auto end = journal->shard_end(shard);
-  if (!end)
-    return done(end.error().message, 0);
-  if (*end >= until)
-    return done(std::nullopt, *end);
-  stream::read_request req{{stream::shard_cursor{shard, *end + 1}}, 1000};
-  self->request(source, std::chrono::seconds(10), stream::read_shards_atom::value, std::move(req))
-    .then(
-      [=](stream::read_reply& reply) {
-        if (reply.shards.size() != 1 || reply.shards[0].events.empty())
-          return done("the source has no events at position " + std::to_string(*end + 1), *end);
-        persistence::shard_import imp{shard, std::move(reply.shards[0].events), {}};
-        auto me = caf::actor_cast<caf::actor>(self);
-        auto next = std::make_shared<copy_done>(done);
-        journal->import_async(std::move(imp), [=](persistence::expected<persistence::import_result> r) {
-          caf::anon_send(me, copy_atom::value, shard, source, until,
-                         r ? std::string{} : r.error().message,
-                         std::make_shared<copy_done>(*next));
-        });
-      },
-      [=](caf::error& err) { done(self->home_system().render(err), *end); });
-}
-
 /// Reads entities' stored events from the journal (the owner's side of an entity_read).
 caf::behavior reader_actor(caf::event_based_actor*, shared_settings settings) {
   return {
@@ -439,26 +405,24 @@ caf::behavior region_actor(self_ptr self, shared_settings settings,
       -> caf::result<ready_atom, shard_offset> {
       auto promise = self->make_response_promise<ready_atom, shard_offset>();
       // Copy the shard's log from the old owner up to where it stopped (the catch-up stream).
-      copy_shard(self, shard, source, until,
-                 [=](std::optional<std::string> failure, shard_offset end) mutable {
-                   if (failure) {
-                     promise.deliver(caf::make_error(caf::sec::runtime_error,
-                                                     "copying shard " + std::to_string(shard)
-                                                       + " failed: " + *failure));
-                     return;
-                   }
-                   log(log_level::info, component,
-                       "took over shard " + std::to_string(shard) + " up to position "
-                         + std::to_string(end));
-                   promise.deliver(ready_atom::value, end);
-                 });
+      auto worker = stream::spawn_catch_up(self->home_system(), *self->state.settings->journal,
+                                           stream::catch_up_spec{source, shard, until});
+      self->request(worker, caf::infinite, stream::catch_up_atom::value)
+        .then(
+          [=](stream::catch_up_result& r) mutable {
+            if (!r.ok()) {
+              promise.deliver(caf::make_error(caf::sec::runtime_error,
+                                              "copying shard " + std::to_string(shard) + " failed ("
+                                                + stream::to_string(r.code) + "): " + r.message));
+              return;
+            }
+            log(log_level::info, component,
+                "took over shard " + std::to_string(shard) + " up to position "
+                  + std::to_string(r.end) + " (" + std::to_string(r.imported) + " events copied)");
+            promise.deliver(ready_atom::value, r.end);
+          },
+          [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
       return promise;
-    },
-    [=](copy_atom, shard_id shard, caf::actor& source, shard_offset until, std::string& failure,
-        std::shared_ptr<copy_done>& done) {
-      if (!failure.empty())
-        return (*done)(failure, 0);
-      copy_shard(self, shard, source, until, *done);
     },
     [=](stats_atom) {
       auto& st = self->state;
