@@ -616,16 +616,16 @@ void api::cluster_shards(responder respond) const {
       const auto& e = shards[s];
       const auto* owner = state.find(e.owner);
       json::value owner_name = owner ? json::value(owner->name) : json::value(nullptr);
-      const char* shard_state = e.owner.empty() ? "unallocated"
-                                : e.moving      ? "handoff"
-                                : e.available   ? "allocated"
-                                                : "unavailable";
+      // Not yet allocated counts as unavailable (owner null), as API.md has it.
+      const char* shard_state = e.moving                        ? "handoff"
+                                : (e.available && !e.owner.empty()) ? "allocated"
+                                                                    : "unavailable";
       auto n = entities.find(static_cast<shard_id>(s));
       out.push_back(json::object{
         {"shard", s},
         {"owner", owner_name},
         {"state", shard_state},
-        {"entities", n == entities.end() ? json::value(nullptr) : json::value(n->second)},
+        {"entities", n == entities.end() ? std::uint64_t{0} : n->second},
       });
     }
     respond(json_response(200, json::serialize(json::object{

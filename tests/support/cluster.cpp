@@ -144,7 +144,10 @@ std::vector<std::string> test_cluster::command_line(std::size_t i) const {
     }
     auto port = std::to_string(n.cluster_port);
     args.insert(args.end(), {"--cluster-port", port, "--cluster-bind-address", n.host,
-                             "--cluster-advertise-address", n.host, "--cluster-secret", options_.secret});
+                             "--cluster-advertise-address", n.host});
+    // A node's own --cluster-secret (in node_args) replaces the cluster's.
+    if (std::find(n.extra_args.begin(), n.extra_args.end(), "--cluster-secret") == n.extra_args.end())
+      args.insert(args.end(), {"--cluster-secret", options_.secret});
     if (!seeds.empty())
       args.insert(args.end(), {"--seeds", seeds});
   }

@@ -95,7 +95,8 @@ public:
   std::string data_dir(std::size_t i) const;
   /// The arguments node i's next start gets (without the program).
   std::vector<std::string> command_line(std::size_t i) const;
-  /// Extra arguments for node i alone, appended to its next starts (after options.args).
+  /// Extra arguments for node i alone, appended to its next starts (after options.args). A
+  /// --cluster-secret among them replaces the cluster's secret for that node.
   std::vector<std::string>& node_args(std::size_t i) { return node(i).extra_args; }
 
   /// Starts node i (it must not run), without waiting for it.
