@@ -182,6 +182,7 @@ struct daemon_state {
   std::size_t cluster_answers = 0; ///< answers of this round from nodes already in a cluster
   bool first_seed = false;
   bool join_round = false;
+
   // downing
   std::set<node_id> unreachable_set;
   clock_type::time_point unstable_since{};
@@ -378,8 +379,13 @@ bool update_reachability(self_ptr self) {
       p.unreachable = unreachable;
       changed = true;
       const auto* m = st.view.find(id);
+      std::string detail;
+      if (unreachable)
+        detail = !p.daemon  ? " (no connection)"
+                 : !p.heard ? " (no heartbeat since it joined)"
+                            : " (phi " + std::to_string(static_cast<int>(p.detector.phi(now))) + ")";
       log(unreachable ? log_level::warn : log_level::info, component,
-          (m ? m->name : id) + " is " + (unreachable ? "unreachable" : "reachable again"));
+          (m ? m->name : id) + " is " + (unreachable ? "unreachable" + detail : "reachable again"));
     }
   }
   return changed;
@@ -536,13 +542,22 @@ void maintain_connections(self_ptr self) {
               auto i = self->state.peers.find(id);
               if (i == self->state.peers.end())
                 return;
+              if (services.empty()) {
+                i->second.services_asked = false; // ask again at the next tick
+                return;
+              }
               i->second.services = std::move(services);
               publish(self);
             },
-            [=](caf::error&) {
+            [=](caf::error& err) {
               auto i = self->state.peers.find(id);
-              if (i != self->state.peers.end())
-                i->second.services_asked = false; // ask again at the next tick
+              if (i == self->state.peers.end())
+                return;
+              i->second.services_asked = false; // ask again at the next tick
+              const auto* m = self->state.view.find(id);
+              log(log_level::warn, component,
+                  "asking " + (m ? m->name : id) + " for its services failed ("
+                    + self->home_system().render(err) + "); asking again");
             });
       }
       continue;
@@ -589,11 +604,13 @@ void on_down(self_ptr self, const caf::down_msg& msg) {
     p.services_asked = false;
     p.next_attempt = clock_type::now() + min_retry;
     p.backoff = min_retry;
+    const auto* m = st.view.find(id);
     if (p.heard && !p.unreachable) {
       p.unreachable = true;
-      const auto* m = st.view.find(id);
       log(log_level::warn, component,
           (m ? m->name : id) + " is unreachable (its connection dropped)");
+    } else {
+      log(log_level::info, component, "the connection to " + (m ? m->name : id) + " dropped");
     }
     publish(self);
     return;
@@ -624,7 +641,9 @@ void join_round_failed(self_ptr self) {
     return;
   }
   st.cluster_answers = 0;
-  self->delayed_send(self, st.join_backoff, attempt_atom::value);
+  // A random part in the wait, so that starting nodes do not probe each other in lock step.
+  const auto jitter = std::chrono::milliseconds(random64() % 200);
+  self->delayed_send(self, st.join_backoff + jitter, attempt_atom::value);
   st.join_backoff = std::min(st.join_backoff * 2, max_retry);
 }
 
@@ -863,15 +882,9 @@ caf::behavior daemon_actor(self_ptr self, cluster_settings settings, member me,
       if (i == st.peers.end() || i->second.incarnation != hb.incarnation)
         return;
       auto& p = i->second;
-      if (!p.daemon) {
-        // It connected to us: its sender is its daemon over that direct connection.
-        if (auto sender = caf::actor_cast<caf::actor>(self->current_sender())) {
-          p.daemon = sender;
-          p.connecting = false;
-          self->monitor(sender);
-          maintain_connections(self);
-        }
-      }
+      // The sender's handle is not used to talk back: a handle taken from an incoming message
+      // was seen to route nowhere (requests to it timed out for good while heartbeats kept
+      // coming, with CAF 0.17.6). Every node talks through the handle its own connect returned.
       p.heard = true;
       p.detector.heartbeat(clock_type::now());
       p.seen_version = hb.version;

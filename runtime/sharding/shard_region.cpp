@@ -93,6 +93,7 @@ struct waiting_request {
   routed request;
   std::uint8_t hops = 0;
   clock_type::time_point deadline;
+  const char* why = ""; ///< why it waits (for the answer when it waited too long)
 };
 
 struct region_state {
@@ -156,14 +157,14 @@ void ask_map(self_ptr self) {
 }
 
 void park(self_ptr self, shard_id shard, caf::response_promise promise, routed env,
-          std::uint8_t hops, clock_type::time_point deadline) {
+          std::uint8_t hops, clock_type::time_point deadline, const char* why) {
   auto& st = self->state;
   if (st.waiting_total >= st.settings->route_buffer) {
     promise.deliver(unavailable("too many requests wait for shards to settle on this node (route-buffer "
                                 + std::to_string(st.settings->route_buffer) + ")"));
     return;
   }
-  st.waiting[shard].push_back({std::move(promise), std::move(env), hops, deadline});
+  st.waiting[shard].push_back({std::move(promise), std::move(env), hops, deadline, why});
   ++st.waiting_total;
   if (!st.sweeping) {
     st.sweeping = true;
@@ -197,7 +198,8 @@ void route(self_ptr self, caf::response_promise promise, routed env, std::uint8_
     return;
   }
   if (!st.have_map || !st.have_cluster) {
-    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    park(self, shard, std::move(promise), std::move(env), hops, deadline,
+         "this node has no shard table yet");
     ask_map(self);
     return;
   }
@@ -205,12 +207,13 @@ void route(self_ptr self, caf::response_promise promise, routed env, std::uint8_
   const bool moving = std::find(st.map.moving.begin(), st.map.moving.end(), shard)
                       != st.map.moving.end();
   if (st.handing_off.count(shard) || moving || shard >= owners.size()) {
-    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    park(self, shard, std::move(promise), std::move(env), hops, deadline,
+         st.handing_off.count(shard) ? "it is being handed off from this node" : "it is moving");
     return;
   }
   const auto& owner = owners[shard];
   if (owner.empty()) {
-    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    park(self, shard, std::move(promise), std::move(env), hops, deadline, "it has no owner yet");
     if (st.allocation_asked.insert(shard).second && st.coordinator)
       self->send(st.coordinator, allocate_atom::value, shard);
     return;
@@ -229,7 +232,8 @@ void route(self_ptr self, caf::response_promise promise, routed env, std::uint8_
   }
   auto region = st.cluster.service(owner, "region");
   if (!st.cluster.reaches(owner) || !region) {
-    park(self, shard, std::move(promise), std::move(env), hops, deadline);
+    park(self, shard, std::move(promise), std::move(env), hops, deadline,
+         !region ? "its owner's region is not known here yet" : "its owner is unreachable");
     return;
   }
   if (hops >= max_hops) {
@@ -265,7 +269,7 @@ void sweep(self_ptr self) {
     while (!queue.empty() && queue.front().deadline <= now) {
       queue.front().promise.deliver(unavailable(
         "shard " + std::to_string(i->first) + " had no reachable home for "
-        + std::to_string(st.settings->route_timeout.count()) + " ms (moving, or its owner unreachable)"));
+        + std::to_string(st.settings->route_timeout.count()) + " ms (" + queue.front().why + ")"));
       queue.pop_front();
       --st.waiting_total;
     }

@@ -108,8 +108,18 @@ json::array events_of(test_cluster& c, std::size_t i, const std::string& id) {
   }
 }
 
-/// A deposit load over some nodes, recording every acknowledged txId per account.
+/// A deposit load over some nodes, recording every acknowledged txId per account. Its threads
+/// stop and are joined when it goes away (also when a REQUIRE ends the test early).
 struct deposit_load {
+  std::vector<std::thread> threads;
+  ~deposit_load() { finish(); }
+  /// Stops the load and waits for its threads.
+  void finish() {
+    stop = true;
+    for (auto& t : threads)
+      if (t.joinable())
+        t.join();
+  }
   std::vector<std::string> accounts;
   std::mutex mutex;
   std::map<std::string, std::vector<std::string>> acked; ///< account → txIds answered 201
@@ -117,15 +127,13 @@ struct deposit_load {
   std::atomic<bool> stop{false};
   std::atomic<std::size_t> sent{0};
 
-  /// Runs until stop, from `threads` threads, each sending to the nodes in turn.
-  std::vector<std::thread> run(test_cluster& c, std::vector<std::size_t> nodes, int threads,
-                               const std::string& tag) {
+  /// Runs until stop, from `n` threads, each sending to the nodes in turn.
+  void run(test_cluster& c, std::vector<std::size_t> nodes, int n, const std::string& tag) {
     std::vector<endpoint> eps;
     for (auto n : nodes)
       eps.push_back(c.http_endpoint(n));
-    std::vector<std::thread> out;
-    for (int t = 0; t < threads; ++t)
-      out.emplace_back([this, eps, t, tag] {
+    for (int t = 0; t < n; ++t)
+      threads.emplace_back([this, eps, t, tag] {
         std::vector<std::unique_ptr<http_client>> clients;
         for (const auto& e : eps)
           clients.push_back(std::make_unique<http_client>(e.host, e.port, 5000));
@@ -142,7 +150,6 @@ struct deposit_load {
             acked[account].push_back(tx);
         }
       });
-    return out;
   }
 
   /// Counts of answers that are neither 2xx nor 503 (business 4xx do not occur for deposits).
@@ -187,19 +194,26 @@ void check_acked(test_cluster& c, std::size_t via, deposit_load& load) {
 void check_read_models(test_cluster& c, const std::vector<std::size_t>& nodes,
                        const std::vector<std::string>& accounts) {
   for (auto n : nodes) {
-    INFO("node " << c.name(n));
+    std::string mismatch;
     bool equal = wait_until(
       [&] {
         for (const auto& a : accounts) {
           auto projected = c.get(n, "/accounts/" + a);
           auto consistent = c.get(n, "/accounts/" + a + "?consistent=true");
           if (projected.status != 200 || consistent.status != 200
-              || body_json(projected) != body_json(consistent))
+              || body_json(projected) != body_json(consistent)) {
+            mismatch = a + ": read model " + std::to_string(projected.status) + " " + projected.body
+                       + "\n  account " + std::to_string(consistent.status) + " " + consistent.body;
             return false;
+          }
         }
         return true;
       },
       30s);
+    INFO("node " << c.name(n) << "\n" << mismatch);
+    if (!equal)
+      for (std::size_t i = 0; i < c.size(); ++i)
+        UNSCOPED_INFO("log of " << c.name(i) << ":\n" << c.log(i));
     CHECK(equal);
   }
 }
@@ -315,18 +329,20 @@ TEST_CASE("a fourth node joins under load: shards rebalance, nothing acknowledge
   for (int a = 0; a < 24; ++a)
     load.accounts.push_back("join-" + std::to_string(a));
   open_accounts(c, load.accounts, 0, 3);
-  auto threads = load.run(c, {0, 1, 2}, 6, "j");
+  load.run(c, {0, 1, 2}, 6, "j");
   REQUIRE(wait_until([&] { return load.sent > 200; }));
 
   c.start(3);
   REQUIRE(c.wait_ready(3, 30s));
-  REQUIRE(c.wait_members_up(4));
+  {
+    auto up = c.wait_members_up(4);
+    INFO(c.describe());
+    REQUIRE(up);
+  }
   REQUIRE(wait_spread(c, {0, 1, 2, 3}, {c.name(0), c.name(1), c.name(2), c.name(3)}));
   const auto before = load.sent.load();
   REQUIRE(wait_until([&] { return load.sent > before + 200; })); // load goes on after the moves
-  load.stop = true;
-  for (auto& t : threads)
-    t.join();
+  load.finish();
 
   INFO(load.summary());
   CHECK(load.unexpected() == 0);
@@ -354,7 +370,7 @@ TEST_CASE("SIGTERM of the oldest under load: its shards and singletons move, it 
     load.accounts.push_back("leave-" + std::to_string(a));
   open_accounts(c, load.accounts);
   // Clients use the nodes that stay (a leaving pod is taken out of its Service first).
-  auto threads = load.run(c, stay, 6, "l");
+  load.run(c, stay, 6, "l");
   REQUIRE(wait_until([&] { return load.sent > 200; }));
 
   CHECK(c.stop(leaving, 40s) == 0);
@@ -371,9 +387,7 @@ TEST_CASE("SIGTERM of the oldest under load: its shards and singletons move, it 
   }));
   const auto before = load.sent.load();
   REQUIRE(wait_until([&] { return load.sent > before + 200; }));
-  load.stop = true;
-  for (auto& t : threads)
-    t.join();
+  load.finish();
 
   INFO(load.summary());
   CHECK(load.unexpected() == 0);
