@@ -4,6 +4,7 @@
 
 #include "runtime/core/log.hpp"
 #include "runtime/persistence/journal.hpp"
+#include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/internal.hpp"
 
 // A persistent entity goes through explicit phases, each its own behaviour:
@@ -16,6 +17,7 @@ namespace kontor::sharding {
 namespace {
 
 using self_ptr = caf::stateful_actor<entity_state>*;
+using expected_snapshot = persistence::expected<std::optional<persistence::snapshot>>;
 
 epoch_ms now_ms() {
   using namespace std::chrono;
@@ -106,33 +108,60 @@ caf::behavior running(self_ptr self) {
   };
 }
 
-/// Recovery phase 2: applies stored events after the snapshot, one batch per message so that a
-/// long history does not hold a scheduler thread.
+/// Recovery phase 2: applies stored events after the snapshot, one batch per message. The
+/// journal is read by the region's reader (its own thread): recovery never blocks a scheduler
+/// thread on disk reads.
 caf::behavior replaying(self_ptr self) {
   self->set_default_handler(caf::skip);
   return {
     [=](replay_atom, sequence_nr from) {
       auto& st = self->state;
-      auto batch = st.settings->journal->replay(st.id, from, st.settings->replay_batch);
-      if (!batch)
-        return fail_recovery(self, batch.error().message);
-      for (auto& ev : *batch) {
-        if (ev.seq != st.seq + 1)
-          return fail_recovery(self, "gap before event " + std::to_string(ev.seq));
-        if (!st.logic->recover(ev.seq, ev.payload))
-          return fail_recovery(self, "unreadable event " + std::to_string(ev.seq));
-        st.seq = ev.seq;
-      }
-      if (batch->size() == st.settings->replay_batch) {
-        self->send(self, replay_atom::value, st.seq + 1);
-        return;
-      }
-      self->become(running(self));
+      const auto max = static_cast<std::uint32_t>(st.settings->replay_batch);
+      self->request(st.reader, caf::infinite, read_entity_atom::value, entity_read{st.id, from, max})
+        .then(
+          [=](entity_events& batch) {
+            auto& st = self->state;
+            for (auto& ev : batch.events) {
+              if (ev.seq != st.seq + 1)
+                return fail_recovery(self, "gap before event " + std::to_string(ev.seq));
+              if (!st.logic->recover(ev.seq, ev.payload))
+                return fail_recovery(self, "unreadable event " + std::to_string(ev.seq));
+              st.seq = ev.seq;
+            }
+            if (batch.events.size() == max) {
+              self->send(self, replay_atom::value, st.seq + 1);
+              return;
+            }
+            self->become(running(self));
+          },
+          [=](caf::error& err) { fail_recovery(self, self->home_system().render(err)); });
     },
   };
 }
 
-/// Recovery phase 1: the latest snapshot, if any.
+/// Applies the snapshot (if any), then starts replaying the events after it.
+void restore_from(self_ptr self, expected_snapshot& snap) {
+  auto& st = self->state;
+  if (!snap)
+    return fail_recovery(self, snap.error().message);
+  if (*snap) {
+    switch (st.logic->restore((*snap)->seq, (*snap)->payload)) {
+      case entity_logic::restored::ok:
+        st.seq = st.snapshot_seq = (*snap)->seq;
+        break;
+      case entity_logic::restored::outdated:
+        // Recover from the events alone. snapshot_seq stays 0, so a long history gets a
+        // snapshot fit for the current settings with its next persisted command.
+        break;
+      case entity_logic::restored::unreadable:
+        return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
+    }
+  }
+  self->become(replaying(self));
+  self->send(self, replay_atom::value, st.seq + 1);
+}
+
+/// Recovery phase 1: the latest snapshot, if any (read by the region's reader).
 caf::behavior loading_snapshot(self_ptr self) {
   self->set_default_handler(caf::skip);
   return {
@@ -143,24 +172,9 @@ caf::behavior loading_snapshot(self_ptr self) {
         self->send(self, replay_atom::value, sequence_nr{1});
         return;
       }
-      auto snap = st.settings->journal->load_snapshot(st.id);
-      if (!snap)
-        return fail_recovery(self, snap.error().message);
-      if (*snap) {
-        switch (st.logic->restore((*snap)->seq, (*snap)->payload)) {
-          case entity_logic::restored::ok:
-            st.seq = st.snapshot_seq = (*snap)->seq;
-            break;
-          case entity_logic::restored::outdated:
-            // Recover from the events alone. snapshot_seq stays 0, so a long history gets a
-            // snapshot fit for the current settings with its next persisted command.
-            break;
-          case entity_logic::restored::unreadable:
-            return fail_recovery(self, "unreadable snapshot at " + std::to_string((*snap)->seq));
-        }
-      }
-      self->become(replaying(self));
-      self->send(self, replay_atom::value, st.seq + 1);
+      self->request(st.reader, caf::infinite, read_snapshot_atom::value, st.id)
+        .then([=](snapshot_answer& a) { restore_from(self, a.snapshot); },
+              [=](caf::error& err) { fail_recovery(self, self->home_system().render(err)); });
     },
   };
 }
@@ -168,12 +182,13 @@ caf::behavior loading_snapshot(self_ptr self) {
 } // namespace
 
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
-                           caf::actor shard_actor, shared_settings settings) {
+                           caf::actor shard_actor, caf::actor reader, shared_settings settings) {
   auto& st = self->state;
   st.logic = settings->factory(id);
   st.id = std::move(id);
   st.shard = shard;
   st.shard_actor = std::move(shard_actor);
+  st.reader = std::move(reader);
   st.settings = std::move(settings);
   st.settings->stats->recoveries++;
   self->send(self, recover_atom::value);

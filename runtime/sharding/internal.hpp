@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -26,6 +27,14 @@ struct append_done {
   persistence::expected<persistence::append_result> result;
 };
 
+/// The answer of the region's reader to (read_snapshot_atom, entity id); local only.
+struct snapshot_answer {
+  persistence::expected<std::optional<persistence::snapshot>> snapshot;
+};
+
+/// Entity → the region's reader: (read_snapshot_atom, entity_id) → snapshot_answer.
+using read_snapshot_atom = caf::atom_constant<caf::atom("sh_readsn")>;
+
 /// Region settings shared (read-only) by all shards and entities of a region.
 using shared_settings = std::shared_ptr<const region_settings>;
 
@@ -34,6 +43,7 @@ struct entity_state {
   entity_id id;
   shard_id shard = 0;
   caf::actor shard_actor;
+  caf::actor reader;                ///< the region's journal reader (recovery reads off-thread)
   shared_settings settings;
   std::unique_ptr<entity_logic> logic;
   sequence_nr seq = 0;              ///< highest sequence number applied
@@ -46,7 +56,7 @@ struct entity_state {
 /// Behaviour of one persistent entity: recovers (snapshot, then events), then runs commands
 /// one at a time, stashing what arrives while it recovers or waits for the journal.
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
-                           caf::actor shard_actor, shared_settings settings);
+                           caf::actor shard_actor, caf::actor reader, shared_settings settings);
 
 /// A request that arrived for an entity that is stopping; delivered to its successor.
 struct buffered_request {
@@ -70,6 +80,7 @@ struct shard_state {
   /// Entities asked to stop (passivation), with the requests that arrived meanwhile.
   std::unordered_map<entity_id, std::vector<buffered_request>> stopping;
   caf::actor region;                 ///< its region (where requests go back during a handoff)
+  caf::actor reader;                 ///< the region's journal reader, for its entities' recovery
   bool handing_off = false;          ///< stopping every entity for a move
   caf::typed_response_promise<stopped_atom, shard_offset> handoff; ///< answered when all stopped
   static inline const char* name = "kontor.shard";
@@ -78,8 +89,9 @@ struct shard_state {
 /// Behaviour of one shard: starts entities on demand, tracks when each was last used, and
 /// passivates idle ones with a periodic sweep (no timer per message).
 caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard,
-                          shared_settings settings, caf::actor region);
+                          shared_settings settings, caf::actor region, caf::actor reader);
 
 } // namespace kontor::sharding
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::sharding::append_done)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::sharding::snapshot_answer)

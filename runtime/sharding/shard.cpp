@@ -35,7 +35,8 @@ caf::actor start_entity(self_ptr self, const entity_id& id) {
   auto me = caf::actor_cast<caf::actor>(self);
   // Lazily: it starts with the first command already in its mailbox, so a recovery that fails
   // answers that command with the reason (not a generic "stopped").
-  auto entity = self->spawn<caf::monitored + caf::lazy_init>(entity_actor, id, st.id, me, st.settings);
+  auto entity = self->spawn<caf::monitored + caf::lazy_init>(entity_actor, id, st.id, me,
+                                                             st.reader, st.settings);
   st.live.emplace(id, live_entity{entity, clock::now()});
   st.ids.emplace(entity.address(), id);
   st.settings->stats->live_entities++;
@@ -97,10 +98,11 @@ void on_entity_down(self_ptr self, const caf::down_msg& msg) {
 } // namespace
 
 caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard,
-                          shared_settings settings, caf::actor region) {
+                          shared_settings settings, caf::actor region, caf::actor reader) {
   self->state.id = shard;
   self->state.settings = std::move(settings);
   self->state.region = std::move(region);
+  self->state.reader = std::move(reader);
   self->set_down_handler([=](caf::down_msg& msg) { on_entity_down(self, msg); });
   self->set_exit_handler([=](caf::exit_msg& msg) {
     for (auto& kvp : self->state.live)

@@ -133,7 +133,7 @@ caf::actor local_shard(self_ptr self, shard_id shard) {
   auto& target = st.shards[shard];
   if (!target)
     target = self->spawn<caf::monitored>(shard_actor, shard, st.settings,
-                                         caf::actor_cast<caf::actor>(self));
+                                         caf::actor_cast<caf::actor>(self), st.reader);
   return target;
 }
 
@@ -302,9 +302,13 @@ void apply_map(self_ptr self, shard_map map) {
   reroute(self);
 }
 
-/// Reads entities' stored events from the journal (the owner's side of an entity_read).
+/// Reads the journal on a thread of its own (reads block): entities' stored events (the owner's
+/// side of an entity_read, and entities' recovery) and snapshots.
 caf::behavior reader_actor(caf::event_based_actor*, shared_settings settings) {
   return {
+    [settings](read_snapshot_atom, const entity_id& id) {
+      return snapshot_answer{settings->journal->load_snapshot(id)};
+    },
     [settings](read_entity_atom, entity_read& r) -> caf::result<entity_events> {
       auto events = settings->journal->replay(r.id, r.from, r.max);
       if (!events)

@@ -592,7 +592,11 @@ TEST_CASE("a node with another secret or shard count is refused, and garbage on 
     }
     // The cluster is as it was and serves.
     REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
-    REQUIRE(c.request(0, "POST", "/accounts", open_body("after-garbage")).status == 201);
+    auto opened = c.request(0, "POST", "/accounts", open_body("after-garbage"));
+    INFO(opened.body << "\n" << c.describe());
+    for (std::size_t i = 0; i < 3; ++i)
+      UNSCOPED_INFO("log of " << c.name(i) << ":\n" << c.log(i));
+    REQUIRE(opened.status == 201);
     REQUIRE(c.request(2, "POST", "/accounts/after-garbage/transactions", tx_body("g", "deposit", 3))
               .status
             == 201);
