@@ -184,7 +184,7 @@ std::vector<option> options() {
     {"max-amount", std::to_string(d.max_amount), "MAX_AMOUNT: highest transaction amount",
      int_setter(&node_config::max_amount, 1, max_money)},
     {"tx-window", std::to_string(d.tx_window),
-     "accepted txIds remembered per account for idempotency",
+     "accepted commands (txIds, Idempotency-Keys) remembered per account",
      int_setter(&node_config::tx_window, 1, 1'000'000)},
     {"cluster-port", std::to_string(d.cluster_port), "cluster port (0: a single node, no cluster)",
      int_setter(&node_config::cluster_port, 0, 65535)},
