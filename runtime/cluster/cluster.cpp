@@ -1017,14 +1017,18 @@ kontor::expected<std::unique_ptr<cluster>, cluster_error> cluster::start(caf::ac
   std::uint16_t port = 0;
   std::string host = settings.advertise_address;
   if (settings.port != 0 || !settings.seeds.empty()) {
-    auto published = sys.middleman().publish(out->daemon_, settings.port,
-                                             settings.bind_address.c_str(), true);
-    if (!published) {
+    // The port is ours, not CAF's: the front door admits BASP peers and logs anything else.
+    front_door_settings fs;
+    fs.bind_address = settings.bind_address;
+    fs.port = settings.port;
+    auto door = front_door::open(sys, out->daemon_, fs);
+    if (!door) {
       caf::anon_send_exit(out->daemon_, caf::exit_reason::user_shutdown);
       return cluster_error{"cannot listen on the cluster port " + settings.bind_address + ":"
-                           + std::to_string(settings.port) + ": " + sys.render(published.error())};
+                           + std::to_string(settings.port) + ": " + door.error()};
     }
-    port = *published;
+    out->door_ = std::move(*door);
+    port = out->door_->port();
     if (host.empty() && settings.bind_address != "0.0.0.0")
       host = settings.bind_address;
     if (host.empty()) {
@@ -1057,6 +1061,7 @@ void cluster::ready_to_exit() {
 }
 
 void cluster::stop() {
+  door_.reset(); // no new connections; those admitted are CAF's
   if (daemon_)
     caf::anon_send_exit(daemon_, caf::exit_reason::user_shutdown);
 }

@@ -12,6 +12,7 @@
 #include <caf/actor.hpp>
 #include <caf/fwd.hpp>
 
+#include "runtime/cluster/front_door.hpp"
 #include "runtime/cluster/member.hpp"
 #include "runtime/cluster/phi_detector.hpp"
 #include "runtime/core/expected.hpp"
@@ -95,6 +96,7 @@ private:
   std::uint16_t port_ = 0;
   caf::actor daemon_;
   std::shared_ptr<shared> shared_;
+  std::unique_ptr<front_door> door_;
 };
 
 /// Reads the node id from `data_dir`/node-id, creating it (32 random hex digits, written

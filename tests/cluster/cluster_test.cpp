@@ -585,10 +585,27 @@ TEST_CASE("a node with another secret or shard count is refused, and garbage on 
             ch = static_cast<char>(rng());
           if (attempt == 0)
             junk = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"; // a foreign protocol
+          if (attempt == 1)
+            junk = "\x16\x03"; // shorter than a header, then closed
           [[maybe_unused]] auto n = ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
         }
         ::close(fd);
       }
+    }
+    // Each connection is logged with its address and why, and dropped.
+    for (std::size_t i = 0; i < 3; ++i) {
+      INFO(c.log(i));
+      auto count = [&](const std::string& what) {
+        std::size_t n = 0;
+        const auto log = c.log(i);
+        for (auto at = log.find(what); at != std::string::npos; at = log.find(what, at + 1))
+          ++n;
+        return n;
+      };
+      CHECK(wait_until([&] { return count("cluster port: dropped the connection from 127.0.0.1:") >= 5; }, 30s));
+      CHECK(count("a foreign protocol (starts \"GET / HTTP/1.1\")") == 1);
+      CHECK(count("not a cluster peer (first bytes 16 03), then closed") == 1);
+      CHECK(count("not a cluster peer (first bytes") == 4);
     }
     // The cluster is as it was and serves.
     REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
