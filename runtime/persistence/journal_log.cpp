@@ -122,35 +122,49 @@ expected<std::unique_ptr<journal_log>> journal_log::open(const lmdb_options& opt
   return out;
 }
 
-expected<log_page> journal_log::scan(log_offset from, std::size_t max) const {
-  log_page page;
-  page.next = std::max<log_offset>(from, 1); // offsets start at 1
-  if (max == 0)
-    return page;
+std::optional<error> journal_log::walk_log(
+  log_offset first, const char* what,
+  const std::function<expected<walk>(log_offset, std::string_view)>& visit) const {
   read_txn txn{env_};
   read_cursor cursor;
-  if (auto err = open_read_cursor(env_, txn, cursor, log_, "read_log"))
+  if (auto err = open_read_cursor(env_, txn, cursor, log_, what))
     return *err;
-  u64_key start{page.next};
+  u64_key start{first};
   MDB_val k = start.val();
   MDB_val v;
   int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
   while (rc == MDB_SUCCESS) {
     if (k.mv_size != 8)
       return corrupt("the log has a key of " + std::to_string(k.mv_size) + " bytes");
-    const log_offset off = load_be(static_cast<const char*>(k.mv_data), 8);
-    stored_event event;
-    if (!decode_record(to_view(v), shards_, off, event))
-      return corrupt("record at log offset " + std::to_string(off) + " is malformed");
-    page.next = after(off);
-    const bool end_of_append = event.append_end;
-    page.events.push_back(std::move(event));
-    if (page.events.size() >= max && end_of_append)
-      return page;
+    auto next = visit(load_be(static_cast<const char*>(k.mv_data), 8), to_view(v));
+    if (!next)
+      return next.error();
+    if (*next == walk::stop)
+      return std::nullopt;
     rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
   }
   if (rc != MDB_NOTFOUND)
     return env_.failure(rc, "mdb_cursor_get(log)");
+  return std::nullopt;
+}
+
+expected<log_page> journal_log::scan(log_offset from, std::size_t max) const {
+  log_page page;
+  page.next = std::max<log_offset>(from, 1); // offsets start at 1
+  if (max == 0)
+    return page;
+  auto failed = walk_log(page.next, "read_log", [&](log_offset off, std::string_view record)
+                                                   -> expected<walk> {
+    stored_event event;
+    if (!decode_record(record, shards_, off, event))
+      return corrupt("record at log offset " + std::to_string(off) + " is malformed");
+    page.next = after(off);
+    const bool end_of_append = event.append_end;
+    page.events.push_back(std::move(event));
+    return page.events.size() >= max && end_of_append ? walk::stop : walk::next;
+  });
+  if (failed)
+    return *failed;
   return page;
 }
 
@@ -196,21 +210,11 @@ expected<std::vector<index_entry>> journal_log::read_for_index(log_offset from,
                                                                log_offset to) const {
   std::vector<index_entry> out;
   out.reserve(static_cast<std::size_t>(to - from) * 2);
-  read_txn txn{env_};
-  read_cursor cursor;
-  if (auto err = open_read_cursor(env_, txn, cursor, log_, "read for index"))
-    return *err;
-  u64_key start{from + 1};
-  MDB_val k = start.val();
-  MDB_val v;
-  int rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_SET_RANGE);
-  while (rc == MDB_SUCCESS) {
-    if (k.mv_size != 8)
-      return corrupt("the log has a key of " + std::to_string(k.mv_size) + " bytes");
-    const log_offset off = load_be(static_cast<const char*>(k.mv_data), 8);
+  auto failed = walk_log(from + 1, "read for index", [&](log_offset off, std::string_view record)
+                                                        -> expected<walk> {
     if (off > to)
-      break;
-    const auto h = peek_record(to_view(v), shards_);
+      return walk::stop;
+    const auto h = peek_record(record, shards_);
     if (!h)
       return corrupt("record at log offset " + std::to_string(off) + " is malformed");
     id_key ik{h->id};
@@ -218,10 +222,10 @@ expected<std::vector<index_entry>> journal_log::read_for_index(log_offset from,
     out.push_back(index_entry{std::string{to_view(ikv)}, off, false});
     shard_key sk{h->shard, h->shard_pos};
     out.push_back(index_entry{std::string{to_view(sk.val())}, off, true});
-    rc = mdb_cursor_get(cursor.get(), &k, &v, MDB_NEXT);
-  }
-  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
-    return env_.failure(rc, "mdb_cursor_get(log)");
+    return walk::next;
+  });
+  if (failed)
+    return *failed;
   return out;
 }
 

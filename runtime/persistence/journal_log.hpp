@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,14 @@ public:
 
 private:
   journal_log(std::filesystem::path dir, env_ptr env, std::uint32_t shards);
+
+  /// What a walk over the log does after a record.
+  enum class walk { next, stop };
+  /// Calls `visit(offset, record)` for each record from offset `first` on, in order, until it
+  /// answers stop, fails (its error is returned), or the log ends.
+  std::optional<error> walk_log(
+    log_offset first, const char* what,
+    const std::function<expected<walk>(log_offset, std::string_view)>& visit) const;
 
   env_state env_;
   const std::uint32_t shards_;

@@ -149,6 +149,17 @@ void commit(self_ptr self, std::function<void(allocation_table&)> apply,
 
 void start_recovery(self_ptr self);
 
+/// The table stores of the members in `base` that this node reaches now, by member id.
+std::vector<std::pair<std::string, caf::actor>>
+reachable_stores(const cluster::cluster_state& cluster, const std::vector<std::string>& base) {
+  std::vector<std::pair<std::string, caf::actor>> stores;
+  for (const auto& id : base)
+    if (cluster.reaches(id))
+      if (auto store = cluster.service(id, "tables"))
+        stores.emplace_back(id, store);
+  return stores;
+}
+
 /// Writes `next` to every serving member's store; `done(true)` once a majority accepted it.
 void write_table(self_ptr self, allocation_table next, std::function<void(bool)> done) {
   auto& st = self->state;
@@ -159,11 +170,7 @@ void write_table(self_ptr self, allocation_table next, std::function<void(bool)>
     bool superseded = false;
   };
   auto t = std::make_shared<tally>();
-  std::vector<std::pair<std::string, caf::actor>> stores;
-  for (const auto& id : base)
-    if (st.cluster.reaches(id))
-      if (auto store = st.cluster.service(id, "tables"))
-        stores.emplace_back(id, store);
+  auto stores = reachable_stores(st.cluster, base);
   if (stores.empty())
     return done(false);
   t->waiting = stores.size();
@@ -250,11 +257,7 @@ void start_recovery(self_ptr self) {
     std::uint64_t highest_promise = 0;
   };
   auto t = std::make_shared<tally>();
-  std::vector<std::pair<std::string, caf::actor>> stores;
-  for (const auto& id : base)
-    if (st.cluster.reaches(id))
-      if (auto store = st.cluster.service(id, "tables"))
-        stores.emplace_back(id, store);
+  auto stores = reachable_stores(st.cluster, base);
   auto retry = [=] {
     self->state.recovering = false;
     self->delayed_send(self, retry_after, recover_tick_atom::value);

@@ -35,6 +35,15 @@ std::vector<std::string> quick_args(std::size_t min_members = 3) {
           "--rebalance-interval", "300ms"};
 }
 
+/// Starts nodes 0, 1 and 2 and waits until they are ready and all three up.
+void start_three(test_cluster& c) {
+  for (std::size_t i = 0; i < 3; ++i)
+    c.start(i);
+  for (std::size_t i = 0; i < 3; ++i)
+    REQUIRE(c.wait_ready(i, 30s));
+  REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
+}
+
 std::string open_body(const std::string& id, std::int64_t limit = 0) {
   return R"({"id":")" + id + R"(","owner":"Owner","country":"DE","currency":"EUR","limit":)"
          + std::to_string(limit) + "}";
@@ -318,11 +327,7 @@ TEST_CASE("a fourth node joins under load: shards rebalance, nothing acknowledge
           "read models equal the accounts",
           "[cluster]") {
   test_cluster c{{.nodes = 4, .args = quick_args()}};
-  for (std::size_t i = 0; i < 3; ++i)
-    c.start(i);
-  for (std::size_t i = 0; i < 3; ++i)
-    REQUIRE(c.wait_ready(i, 30s));
-  REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
+  start_three(c);
   REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
 
   deposit_load load;
@@ -542,11 +547,7 @@ TEST_CASE("a node with another secret or shard count is refused, and garbage on 
           "port changes nothing",
           "[cluster]") {
   test_cluster c{{.nodes = 4, .args = quick_args()}};
-  for (std::size_t i = 0; i < 3; ++i)
-    c.start(i);
-  for (std::size_t i = 0; i < 3; ++i)
-    REQUIRE(c.wait_ready(i, 30s));
-  REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
+  start_three(c);
 
   SECTION("another secret") {
     c.node_args(3) = {"--cluster-secret", "not-the-cluster-secret"};

@@ -15,6 +15,32 @@
 
 namespace kontor::test {
 
+namespace {
+
+/// The header fields of a response head (after its status line, which ends at `line_end`),
+/// names lower-cased.
+void read_headers(const std::string& head, std::size_t line_end, http_result& res) {
+  std::size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
+  while (pos < head.size()) {
+    auto end = head.find("\r\n", pos);
+    if (end == std::string::npos)
+      end = head.size();
+    auto line = head.substr(pos, end - pos);
+    auto colon = line.find(':');
+    if (colon != std::string::npos) {
+      auto name = line.substr(0, colon);
+      std::transform(name.begin(), name.end(), name.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      auto value = line.substr(colon + 1);
+      value.erase(0, value.find_first_not_of(' '));
+      res.headers[name] = value;
+    }
+    pos = end + 2;
+  }
+}
+
+} // namespace
+
 http_client::http_client(unsigned short port, int timeout_ms) : port_(port), timeout_ms_(timeout_ms) {}
 
 http_client::http_client(std::string host, unsigned short port, int timeout_ms)
@@ -116,23 +142,7 @@ std::optional<http_result> http_client::read_response() {
   if (sp == std::string::npos)
     return std::nullopt;
   res.status = std::atoi(status_line.c_str() + sp + 1);
-  std::size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
-  while (pos < head.size()) {
-    auto end = head.find("\r\n", pos);
-    if (end == std::string::npos)
-      end = head.size();
-    auto line = head.substr(pos, end - pos);
-    auto colon = line.find(':');
-    if (colon != std::string::npos) {
-      auto name = line.substr(0, colon);
-      std::transform(name.begin(), name.end(), name.begin(),
-                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      auto value = line.substr(colon + 1);
-      value.erase(0, value.find_first_not_of(' '));
-      res.headers[name] = value;
-    }
-    pos = end + 2;
-  }
+  read_headers(head, line_end, res);
   std::size_t length = 0;
   if (auto cl = res.header("content-length"); !cl.empty())
     length = std::stoul(cl);
@@ -246,23 +256,7 @@ std::vector<http_result> take_responses(std::string& bytes, const std::vector<bo
     if (status_line.rfind("HTTP/1.", 0) != 0 || status_line.size() < 12)
       return out; // not a response: leave it for the caller to look at
     res.status = std::atoi(status_line.c_str() + 9);
-    std::size_t pos = line_end == std::string::npos ? head.size() : line_end + 2;
-    while (pos < head.size()) {
-      auto end = head.find("\r\n", pos);
-      if (end == std::string::npos)
-        end = head.size();
-      auto line = head.substr(pos, end - pos);
-      auto colon = line.find(':');
-      if (colon != std::string::npos) {
-        auto name = line.substr(0, colon);
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        auto value = line.substr(colon + 1);
-        value.erase(0, value.find_first_not_of(' '));
-        res.headers[name] = value;
-      }
-      pos = end + 2;
-    }
+    read_headers(head, line_end, res);
     std::size_t length = 0;
     bool no_body = (out.size() < bodiless.size() && bodiless[out.size()]) || res.status / 100 == 1;
     if (auto cl = res.header("content-length"); !cl.empty() && !no_body)
