@@ -885,9 +885,12 @@ caf::behavior daemon_actor(self_ptr self, cluster_settings settings, member me,
       // The sender's handle is not used to talk back: a handle taken from an incoming message
       // was seen to route nowhere (requests to it timed out for good while heartbeats kept
       // coming, with CAF 0.17.6). Every node talks through the handle its own connect returned.
+      const bool first = !p.heard;
       p.heard = true;
       p.detector.heartbeat(clock_type::now());
       p.seen_version = hb.version;
+      if (first)
+        publish(self); // reachable now: the snapshot counts a member only once it was heard
       if (hb.version > st.view.version && p.daemon) {
         auto id = hb.from;
         self->request(p.daemon, connect_timeout, view_atom::value)

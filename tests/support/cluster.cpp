@@ -32,6 +32,28 @@ std::string tail(const std::string& text, std::size_t lines) {
   return text.substr(pos + 1);
 }
 
+/// A node's log for a failure report: its warnings, errors and membership lines (what explains
+/// most cluster failures, wherever they are in the log), then its last `lines` lines.
+std::string report(const std::string& text, std::size_t lines) {
+  const auto last = tail(text, lines);
+  const auto head = text.substr(0, text.size() - last.size());
+  std::string picked;
+  std::size_t n = 0;
+  for (std::size_t pos = 0; pos < head.size();) {
+    auto nl = head.find('\n', pos);
+    auto line = head.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+    pos = nl == std::string::npos ? head.size() : nl + 1;
+    if (line.find(" WARN ") != std::string::npos || line.find(" ERROR ") != std::string::npos
+        || line.find(" [cluster] ") != std::string::npos) {
+      if (++n <= 60)
+        picked += line + "\n";
+    }
+  }
+  if (n > 60)
+    picked += "…(" + std::to_string(n - 60) + " more)\n";
+  return picked.empty() ? last : picked + "  …\n" + last;
+}
+
 std::string shorten(const std::string& s, std::size_t max = 1500) {
   return s.size() <= max ? s : s.substr(0, max) + "…(" + std::to_string(s.size()) + " bytes)";
 }
@@ -302,7 +324,7 @@ std::string test_cluster::describe() {
          + std::to_string(n.http_port);
     if (options_.clustered)
       s += ", cluster " + cluster_address(i);
-    s += ", start " + std::to_string(n.starts) + "\n" + tail(log(i), 15);
+    s += ", start " + std::to_string(n.starts) + "\n" + report(log(i), 15);
   }
   return s;
 }
