@@ -1,8 +1,16 @@
--- wrk script: a durable command mix on pre-opened accounts acc-0 .. acc-(N-1).
+-- wrk script: a durable command mix on pre-opened accounts acc-0 .. acc-(N-1), or on the ids
+-- listed one per line in the file KONTOR_BENCH_IDS names (when set).
 --   45 % deposits, 40 % purchases, 10 % limit updates, 5 % address updates.
 -- Every request is a write that is acknowledged only after fsync. Limits are large, so
 -- purchases are accepted; non-2xx answers are reported by wrk and by the summary below.
 local accounts = tonumber(os.getenv("KONTOR_BENCH_ACCOUNTS") or "1000")
+local ids = nil
+if os.getenv("KONTOR_BENCH_IDS") then
+  ids = {}
+  for line in io.lines(os.getenv("KONTOR_BENCH_IDS")) do
+    if line ~= "" then table.insert(ids, line) end
+  end
+end
 local thread_no = 0
 local threads = {}
 
@@ -20,7 +28,7 @@ end
 
 function request()
   counter = counter + 1
-  local acc = "acc-" .. math.random(0, accounts - 1)
+  local acc = ids and ids[math.random(#ids)] or ("acc-" .. math.random(0, accounts - 1))
   local r = math.random(100)
   if r <= 45 then
     return wrk.format("POST", "/accounts/" .. acc .. "/transactions", json,
