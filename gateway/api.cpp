@@ -370,6 +370,24 @@ void api::operator()(http_request&& req, responder respond) const {
   };
 
   auto fail = [&](http_response r) { respond(std::move(r)); };
+  if (ctx_.auth != nullptr) {
+    const auto path = req.target.substr(0, req.target.find('?'));
+    switch (ctx_.auth->check(method, path, req.authorization)) {
+      case authorizer::verdict::allowed:
+        break;
+      case authorizer::verdict::unauthorized: {
+        auto r = error_response(401, "unauthorized",
+                                "this route needs a bearer token (Authorization: Bearer <token>)");
+        r.headers.emplace_back("WWW-Authenticate", "Bearer");
+        return fail(std::move(r));
+      }
+      case authorizer::verdict::forbidden:
+        return fail(error_response(
+          403, "forbidden",
+          std::string("the token's scope does not cover this route (it needs ")
+            + to_string(required_scope(method, path)) + ")"));
+    }
+  }
   if (target.malformed || !valid_query(target.query))
     return fail(error_response(400, "bad_request",
                                "the request target has a malformed percent-encoding (% then two "

@@ -8,6 +8,7 @@
 
 #include "domain/account/account.hpp"
 #include "gateway/account_projection.hpp"
+#include "gateway/auth.hpp"
 #include "gateway/bridge.hpp"
 #include "gateway/http_types.hpp"
 #include "runtime/cluster/member.hpp"
@@ -34,6 +35,7 @@ struct api_context {
   const sharding::shard_directory* shards = nullptr;
   /// Live entities per shard of every reachable node (GET /cluster/shards), asynchronously.
   std::function<void(std::function<void(std::map<shard_id, std::uint64_t>)>)> entity_counts;
+  const authorizer* auth = nullptr; ///< bearer tokens (unset, or none configured: open)
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with

@@ -141,6 +141,8 @@ private:
       out.if_match = std::string(i->value());
     if (auto i = req.find("Idempotency-Key"); i != req.end())
       out.idempotency_key = std::string(i->value());
+    if (auto i = req.find(http::field::authorization); i != req.end())
+      out.authorization = std::string(i->value());
     // The client's X-Request-Id when it is a usable one, else a new id; the answer carries it.
     if (auto i = req.find("X-Request-Id"); i != req.end() && valid_request_id(i->value()))
       request_id_ = std::string(i->value());

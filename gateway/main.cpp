@@ -97,6 +97,24 @@ void leave_cluster(cluster::cluster& node, const sharding::shard_directory& dire
 
 int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   configure_log(cfg.log_format == "json" ? log_format::json : log_format::text, cfg.node_name);
+  gateway::authorizer auth;
+  if (cfg.api_tokens_file.empty()) {
+    log(log_level::warn, component,
+        "no API tokens (api-tokens-file): the HTTP API is open to anyone who reaches it");
+  } else {
+    auto loaded = gateway::authorizer::from_file(cfg.api_tokens_file, cfg.auth_open_routes);
+    if (!loaded) {
+      log(log_level::error, component, "cannot use the API tokens: " + loaded.error());
+      return 2;
+    }
+    auth = std::move(*loaded);
+    std::string open;
+    for (const auto& r : cfg.auth_open_routes)
+      open += (open.empty() ? "" : ", ") + r;
+    log(log_level::info, component,
+        std::to_string(auth.size()) + " API tokens; open without one: "
+          + (open.empty() ? "nothing" : open));
+  }
   metrics_registry metrics;
   auto& fsync = metrics.histogram("kontor_journal_commit_seconds",
                                   "journal group commit time (write + fsync)", latency_buckets());
@@ -308,7 +326,8 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                         if (auto r = state.service(m.id, "region"); r && state.reaches(m.id))
                           regions.push_back(r);
                       entities.entity_counts(std::move(regions), std::move(done));
-                    }}};
+                    },
+                    &auth}};
 
   auto stop_actors = [&] {
     node->stop();

@@ -208,6 +208,26 @@ std::vector<option> options() {
      }},
     {"cluster-secret", "", "shared secret: a node with another one is refused",
      [](node_config& c, const std::string&, const std::string& t) { c.cluster_secret = t; }},
+    {"api-tokens-file", "",
+     "bearer tokens of the HTTP API, one per line with its scope: read, write (includes read) or "
+     "admin (everything); empty: no tokens, the API is open",
+     [](node_config& c, const std::string&, const std::string& t) { c.api_tokens_file = t; }},
+    {"auth-open-routes", "/health,/ready,/metrics",
+     "paths anyone may GET without a token when tokens are configured (comma-separated)",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       c.auth_open_routes.clear();
+       std::size_t pos = 0;
+       while (pos <= t.size() && !t.empty()) {
+         auto comma = t.find(',', pos);
+         auto route = t.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+         if (route.empty() || route[0] != '/')
+           throw bad_value{n + ": '" + route + "' is not a path (starts with /)"};
+         c.auth_open_routes.push_back(route);
+         if (comma == std::string::npos)
+           break;
+         pos = comma + 1;
+       }
+     }},
     {"seed-timeout", ms_text(d.seed_timeout),
      "the first seed forms a new cluster when no other seed answered for this long",
      duration_setter(&node_config::seed_timeout, 100)},

@@ -49,6 +49,8 @@ struct node_config {
   std::string cluster_advertise_address;           ///< empty: the bind address, or the host name
   std::vector<std::string> seeds;
   std::string cluster_secret;
+  std::string api_tokens_file; ///< bearer tokens and their scopes (empty: the API is open)
+  std::vector<std::string> auth_open_routes{"/health", "/ready", "/metrics"}; ///< GET without a token
   std::chrono::milliseconds seed_timeout{5'000};
   std::chrono::milliseconds heartbeat_interval{200};
   double failure_threshold = 8.0;
