@@ -4,6 +4,7 @@
 #include <random>
 #include <stdexcept>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <boost/asio/dispatch.hpp>
@@ -14,6 +15,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 
 namespace kontor::gateway {
 
@@ -62,15 +64,36 @@ std::string error_body(const char* code, const std::string& message) {
   return std::string{"{\"error\":\""} + code + "\",\"message\":\"" + message + "\"}";
 }
 
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+
 /// One client connection: read a request, hand it to the handler, write its response, repeat.
-class session : public std::enable_shared_from_this<session> {
+/// `Stream` is a plain TCP stream or a TLS stream over one (then the handshake comes first).
+template <class Stream>
+class session : public std::enable_shared_from_this<session<Stream>> {
+  static constexpr bool tls = std::is_same_v<Stream, tls_stream>;
+
 public:
   session(tcp::socket&& socket, const http_settings& settings, const http_handler& handler)
     : stream_(std::move(socket)), settings_(settings), handler_(handler) {}
+  session(tcp::socket&& socket, asio::ssl::context& ctx, const http_settings& settings,
+          const http_handler& handler)
+    : stream_(std::move(socket), ctx), settings_(settings), handler_(handler) {}
 
   void run() {
-    asio::dispatch(stream_.get_executor(),
-                   beast::bind_front_handler(&session::read_request, shared_from_this()));
+    asio::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (tls) {
+        // The handshake within the read timeout; a client that does not speak TLS fails it.
+        self->lowest().expires_after(self->settings_.read_timeout);
+        self->stream_.async_handshake(asio::ssl::stream_base::server,
+                                      [self](beast::error_code ec) {
+                                        if (ec)
+                                          return self->close();
+                                        self->read_request();
+                                      });
+      } else {
+        self->read_request();
+      }
+    });
   }
 
 private:
@@ -80,11 +103,11 @@ private:
     parser_->header_limit(header_limit);
     head_ = false;
     request_id_.clear();
-    stream_.expires_after(settings_.read_timeout);
+    lowest().expires_after(settings_.read_timeout);
     // The header first: Host is checked and 100-continue answered before the body is read. A
     // Content-Length over the body limit already fails here, so a 413 does not wait for a body.
     http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&session::on_header, shared_from_this()));
+                            beast::bind_front_handler(&session<Stream>::on_header, this->shared_from_this()));
   }
 
   void on_header(beast::error_code ec, std::size_t) {
@@ -102,7 +125,7 @@ private:
     if (req.version() >= 11 && beast::iequals(req[http::field::expect], "100-continue")) {
       return asio::async_write(
         stream_, asio::buffer(continue_interim.data(), continue_interim.size()),
-        [self = shared_from_this()](beast::error_code wec, std::size_t) {
+        [self = this->shared_from_this()](beast::error_code wec, std::size_t) {
           if (wec)
             return self->close();
           self->read_body();
@@ -113,7 +136,7 @@ private:
 
   void read_body() {
     http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&session::on_read, shared_from_this()));
+                     beast::bind_front_handler(&session<Stream>::on_read, this->shared_from_this()));
   }
 
   void on_read(beast::error_code ec, std::size_t) {
@@ -150,8 +173,8 @@ private:
       request_id_ = new_request_id();
     out.request_id = request_id_;
     // The handler answers later, maybe from another thread: hop back onto this connection's strand.
-    stream_.expires_never();
-    handler_(std::move(out), [self = shared_from_this()](http_response resp) {
+    lowest().expires_never();
+    handler_(std::move(out), [self = this->shared_from_this()](http_response resp) {
       auto ex = self->stream_.get_executor();
       asio::post(ex, [self = std::move(self), resp = std::move(resp)]() mutable {
         self->write(std::move(resp));
@@ -181,16 +204,16 @@ private:
     res_.keep_alive(keep_alive_);
     res_.body() = std::move(resp.body);
     res_.prepare_payload();
-    stream_.expires_after(settings_.read_timeout);
+    lowest().expires_after(settings_.read_timeout);
     if (head_) {
       // The header a GET would get, Content-Length included, and no body (RFC 9110 9.3.2).
       serializer_.emplace(res_);
       return http::async_write_header(stream_, *serializer_,
-                                      beast::bind_front_handler(&session::on_write,
-                                                                shared_from_this()));
+                                      beast::bind_front_handler(&session<Stream>::on_write,
+                                                                this->shared_from_this()));
     }
     http::async_write(stream_, res_,
-                      beast::bind_front_handler(&session::on_write, shared_from_this()));
+                      beast::bind_front_handler(&session<Stream>::on_write, this->shared_from_this()));
   }
 
   void on_write(beast::error_code ec, std::size_t) {
@@ -207,16 +230,26 @@ private:
   /// 400 in a pipeline, those of every request before it). So: send FIN after the last answer,
   /// read and drop what the client still sends until it closes or linger_timeout passes, close.
   void linger() {
-    beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(linger_timeout);
-    drain_ = std::make_unique<char[]>(drain_size);
-    drain();
+    if constexpr (tls) {
+      // TLS: close_notify first (the peer learns the stream ended cleanly), then the same.
+      lowest().expires_after(linger_timeout);
+      return stream_.async_shutdown([self = this->shared_from_this()](beast::error_code) {
+        beast::error_code ignored;
+        self->lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+        self->close();
+      });
+    } else {
+      beast::error_code ignored;
+      lowest().socket().shutdown(tcp::socket::shutdown_send, ignored);
+      lowest().expires_after(linger_timeout);
+      drain_ = std::make_unique<char[]>(drain_size);
+      drain();
+    }
   }
 
   void drain() {
     stream_.async_read_some(asio::buffer(drain_.get(), drain_size),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                            [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               if (ec)
                                 return self->close();
                               self->drain();
@@ -225,11 +258,14 @@ private:
 
   void close() {
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    lowest().socket().shutdown(tcp::socket::shutdown_both, ignored);
+    lowest().close();
   }
 
-  beast::tcp_stream stream_;
+  /// The TCP stream under any TLS layer: timeouts and the socket.
+  beast::tcp_stream& lowest() { return beast::get_lowest_layer(stream_); }
+
+  Stream stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
   http::response<http::string_body> res_;
@@ -249,6 +285,21 @@ struct http_server::impl {
   impl(http_settings s, http_handler h)
     : settings(std::move(s)), handler(std::move(h)), ioc(static_cast<int>(settings.threads)),
       acceptor(asio::make_strand(ioc)) {
+    if (!settings.tls_cert_file.empty() || !settings.tls_key_file.empty()) {
+      tls.emplace(asio::ssl::context::tls_server);
+      tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2
+                       | asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1
+                       | asio::ssl::context::no_tlsv1_1 | asio::ssl::context::single_dh_use);
+      beast::error_code tec;
+      tls->use_certificate_chain_file(settings.tls_cert_file, tec);
+      if (tec)
+        throw std::runtime_error("cannot use the TLS certificate " + settings.tls_cert_file + ": "
+                                 + tec.message());
+      tls->use_private_key_file(settings.tls_key_file, asio::ssl::context::pem, tec);
+      if (tec)
+        throw std::runtime_error("cannot use the TLS key " + settings.tls_key_file + ": "
+                                 + tec.message());
+    }
     beast::error_code ec;
     auto addr = asio::ip::make_address(settings.address, ec);
     if (ec)
@@ -280,7 +331,10 @@ struct http_server::impl {
         return;
       if (!ec) {
         sock.set_option(tcp::no_delay(true), ec);
-        std::make_shared<session>(std::move(sock), settings, handler)->run();
+        if (tls)
+          std::make_shared<session<tls_stream>>(std::move(sock), *tls, settings, handler)->run();
+        else
+          std::make_shared<session<beast::tcp_stream>>(std::move(sock), settings, handler)->run();
       }
       accept();
     });
@@ -288,6 +342,7 @@ struct http_server::impl {
 
   http_settings settings;
   http_handler handler;
+  std::optional<asio::ssl::context> tls; ///< HTTPS when a certificate is configured
   asio::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;

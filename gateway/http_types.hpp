@@ -44,6 +44,8 @@ struct http_settings {
   unsigned threads = 1;                 ///< I/O threads
   std::size_t body_limit = 64 * 1024;   ///< larger bodies get 413
   std::chrono::milliseconds read_timeout{std::chrono::seconds(30)}; ///< per request, incl. idle keep-alive
+  std::string tls_cert_file; ///< PEM certificate chain: HTTPS (with tls_key_file); empty: plain HTTP
+  std::string tls_key_file;  ///< PEM private key of the certificate
 };
 
 } // namespace kontor::gateway

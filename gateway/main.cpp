@@ -97,6 +97,10 @@ void leave_cluster(cluster::cluster& node, const sharding::shard_directory& dire
 
 int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   configure_log(cfg.log_format == "json" ? log_format::json : log_format::text, cfg.node_name);
+  if (cfg.tls_cert_file.empty() != cfg.tls_key_file.empty()) {
+    log(log_level::error, component, "tls-cert-file and tls-key-file go together: set both or neither");
+    return 2;
+  }
   gateway::authorizer auth;
   if (cfg.api_tokens_file.empty()) {
     log(log_level::warn, component,
@@ -345,6 +349,8 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   hs.threads = cfg.http_threads;
   hs.body_limit = cfg.http_body_limit;
   hs.read_timeout = cfg.http_read_timeout;
+  hs.tls_cert_file = cfg.tls_cert_file;
+  hs.tls_key_file = cfg.tls_key_file;
   std::unique_ptr<gateway::http_server> server;
   try {
     server = std::make_unique<gateway::http_server>(
@@ -357,6 +363,8 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     return 1;
   }
   server->start();
+  if (!cfg.tls_cert_file.empty())
+    log(log_level::info, component, "HTTP over TLS (1.2 or newer) with " + cfg.tls_cert_file);
   ready = true;
   log(log_level::info, component,
       cfg.node_name + " ready: HTTP on " + cfg.http_address + ":" + std::to_string(server->port()));

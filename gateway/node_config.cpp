@@ -208,6 +208,11 @@ std::vector<option> options() {
      }},
     {"cluster-secret", "", "shared secret: a node with another one is refused",
      [](node_config& c, const std::string&, const std::string& t) { c.cluster_secret = t; }},
+    {"tls-cert-file", "",
+     "HTTPS: the server's PEM certificate chain (with tls-key-file); empty: plain HTTP",
+     [](node_config& c, const std::string&, const std::string& t) { c.tls_cert_file = t; }},
+    {"tls-key-file", "", "HTTPS: the PEM private key of tls-cert-file",
+     [](node_config& c, const std::string&, const std::string& t) { c.tls_key_file = t; }},
     {"api-tokens-file", "",
      "bearer tokens of the HTTP API, one per line with its scope: read, write (includes read) or "
      "admin (everything); empty: no tokens, the API is open",

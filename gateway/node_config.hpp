@@ -49,6 +49,8 @@ struct node_config {
   std::string cluster_advertise_address;           ///< empty: the bind address, or the host name
   std::vector<std::string> seeds;
   std::string cluster_secret;
+  std::string tls_cert_file; ///< HTTPS: PEM certificate chain (with tls_key_file)
+  std::string tls_key_file;  ///< HTTPS: PEM private key
   std::string api_tokens_file; ///< bearer tokens and their scopes (empty: the API is open)
   std::vector<std::string> auth_open_routes{"/health", "/ready", "/metrics"}; ///< GET without a token
   std::chrono::milliseconds seed_timeout{5'000};

@@ -12,6 +12,7 @@ packages=(
   libprotobuf-dev protobuf-compiler           # events and snapshots on disk
   catch2                                      # unit tests (v2, prebuilt main)
   wrk curl procps                             # load generator for bench/, probes in scripts
+  libssl-dev openssl                          # HTTPS (Asio SSL); openssl makes the tests' certificates
   prometheus                                  # promtool: the /metrics lint test
 )
 

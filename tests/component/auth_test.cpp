@@ -59,7 +59,7 @@ TEST_CASE("with API tokens: no token 401, too small a scope 403, the right scope
   CHECK(node.log().find("3 API tokens; open without one: /health, /ready, /metrics") != std::string::npos);
 }
 
-TEST_CASE("no API tokens: the API is open and the node warns; a bad tokens file stops the start",
+TEST_CASE("no API tokens: the API is open and the node warns, and a bad tokens file stops the start",
           "[auth]") {
   {
     running_node node;

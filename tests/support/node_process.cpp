@@ -130,7 +130,7 @@ static unsigned short ready_port(const std::string& log) {
   return colon == std::string::npos ? 0 : static_cast<unsigned short>(std::atoi(line.c_str() + colon + 1));
 }
 
-bool node_process::wait_ready(std::chrono::milliseconds timeout) {
+bool node_process::wait_port(std::chrono::milliseconds timeout) {
   auto found_port = wait_until(
     [&] {
       if (!running())
@@ -139,7 +139,11 @@ bool node_process::wait_ready(std::chrono::milliseconds timeout) {
       return port_ != 0;
     },
     timeout);
-  if (!found_port || port_ == 0 || !running())
+  return found_port && port_ != 0 && running();
+}
+
+bool node_process::wait_ready(std::chrono::milliseconds timeout) {
+  if (!wait_port(timeout))
     return false;
   http_client client{port_};
   return wait_until([&] { return client.get("/ready").status == 200; }, timeout);

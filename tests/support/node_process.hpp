@@ -38,6 +38,10 @@ public:
   /// when the process exited.
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
+  /// Waits until the node logged its HTTP port (a node serving HTTPS: the tests' client speaks
+  /// plain HTTP only). False on timeout or when the process exited.
+  bool wait_port(std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
   /// The HTTP port (valid after wait_ready).
   unsigned short port() const noexcept { return port_; }
 
