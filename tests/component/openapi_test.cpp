@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <set>
 #include <string>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
@@ -56,6 +58,49 @@ std::set<std::string> documented_codes(const json::object& doc, const std::strin
   return out;
 }
 
+/// Follows a local "$ref" ("#/components/parameters/id"); nullptr when it does not resolve.
+const json::value* resolve(const json::object& doc, std::string_view ref) {
+  if (!ref.starts_with("#/"))
+    return nullptr;
+  const json::value* at = nullptr;
+  const json::object* in = &doc;
+  ref.remove_prefix(2);
+  while (in) {
+    auto part = ref.substr(0, ref.find('/'));
+    auto i = in->find(part);
+    if (i == in->end())
+      return nullptr;
+    at = &i->value();
+    if (part.size() == ref.size())
+      return at;
+    ref.remove_prefix(part.size() + 1);
+    in = at->if_object();
+  }
+  return nullptr;
+}
+
+/// Every "$ref" anywhere under `v` that does not resolve in `doc`.
+void unresolved_refs(const json::object& doc, const json::value& v, std::vector<std::string>& out) {
+  if (const auto* o = v.if_object()) {
+    for (const auto& [key, child] : *o) {
+      if (key == "$ref" && child.is_string() && !resolve(doc, child.as_string()))
+        out.emplace_back(child.as_string());
+      unresolved_refs(doc, child, out);
+    }
+  } else if (const auto* a = v.if_array()) {
+    for (const auto& child : *a)
+      unresolved_refs(doc, child, out);
+  }
+}
+
+/// The names of `{...}` segments of a path template.
+std::set<std::string> template_names(std::string_view path) {
+  std::set<std::string> out;
+  for (auto open = path.find('{'); open != std::string_view::npos; open = path.find('{', open + 1))
+    out.emplace(path.substr(open + 1, path.find('}', open) - open - 1));
+  return out;
+}
+
 /// Every field the schema `name` requires is in `body`.
 void check_required(const json::object& doc, const std::string& name, const json::value& body) {
   const auto& schema = doc.at("components").at("schemas").at(name).as_object();
@@ -87,6 +132,31 @@ TEST_CASE("GET /openapi.json documents exactly the routes the gateway serves, wi
   CHECK(doc.at("info").at("version").is_string());
   REQUIRE(doc.contains("paths"));
   REQUIRE(doc.at("paths").is_object());
+
+  SECTION("every $ref resolves, and each operation declares exactly its path's parameters") {
+    std::vector<std::string> bad;
+    unresolved_refs(doc, doc_value, bad);
+    INFO("unresolved: " << bad.size() << (bad.empty() ? "" : " e.g. " + bad.front()));
+    CHECK(bad.empty());
+    for (const auto& [method, path] : documented(doc)) {
+      std::set<std::string> declared;
+      const auto& op = doc.at("paths").at(path).at(lower(method)).as_object();
+      if (const auto* params = op.if_contains("parameters"))
+        for (const auto& p : params->as_array()) {
+          const json::value* param = &p;
+          if (const auto* ref = p.as_object().if_contains("$ref"))
+            param = resolve(doc, ref->as_string());
+          REQUIRE(param);
+          if (param->at("in") == "path") {
+            CHECK(param->at("required") == true);
+            declared.emplace(param->at("name").as_string());
+          }
+        }
+      INFO(method << " " << path);
+      CHECK(declared == template_names(path));
+      CHECK(op.at("responses").as_object().size() > 0);
+    }
+  }
 
   SECTION("the document and the route table name the same operations") {
     const auto docs = documented(doc);
