@@ -5,6 +5,7 @@
 #include <exception>
 #include <vector>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "gateway/json_mapping.hpp"
@@ -815,10 +816,20 @@ void api::explain(std::string id, responder respond) const {
   ctx_.entities->entity_info(
     id, [id, here = std::move(here), read_side = std::move(read_side), state,
          respond](bridge::info_answer a) mutable {
-      if (a.code != entity_answer::status::ok)
-        return respond(read_failure(a.code, a.message));
+      if (a.code != entity_answer::status::ok) {
+        // The owner cannot be asked (down, unreachable, the shard moving): that is the answer
+        // an operator needs, so this node's facts come with why the owner's are missing.
+        for (const char* key : {"answeredBy", "entity", "version", "snapshotSeq", "ownerShardPosition"})
+          here[key] = nullptr;
+        here["ownerError"] = json::parse(read_failure(a.code, a.message).body);
+        if (read_side.is_object())
+          read_side.as_object()["eventsBehind"] = nullptr;
+        here["readModel"] = std::move(read_side);
+        return respond(json_response(200, json::serialize(here)));
+      }
       if (a.highest == 0)
         return respond(error_response(404, "account_not_found", "Account " + id + " does not exist"));
+      here["ownerError"] = nullptr;
       const auto* owner = state.find(a.node);
       here["answeredBy"] = owner ? json::value(owner->name) : json::value(a.node);
       here["entity"] = a.live ? "live" : "passivated";

@@ -1,5 +1,6 @@
 // GET /accounts/{id}/explain in a 3-node cluster: asked through any node, it names the owner
-// that node's /cluster/shards names, and the owner's facts come from the owner itself.
+// that node's /cluster/shards names, and the owner's facts come from the owner itself; with the
+// owner killed it still tells where the shard lives and why the owner's facts are missing.
 
 #include <string>
 
@@ -14,8 +15,8 @@ using namespace kontor::test;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-TEST_CASE("explain through every node of three names the owner of /cluster/shards, and the "
-          "owner answers for the entity",
+TEST_CASE("explain through every node of three names the owner of /cluster/shards, the owner "
+          "answers for the entity, and with the owner killed the others say why",
           "[cluster][explain]") {
   test_cluster c{{.nodes = 3, .args = quick_args()}};
   c.start_all();
@@ -32,6 +33,7 @@ TEST_CASE("explain through every node of three names the owner of /cluster/shard
           == 201);
 
   std::size_t non_owners = 0;
+  std::string owner_name;
   for (std::size_t i = 0; i < 3; ++i) {
     json::object e, shards;
     // The table may still change between the two answers: both must show the same version.
@@ -55,7 +57,8 @@ TEST_CASE("explain through every node of three names the owner of /cluster/shard
     CHECK(e.at("node").as_string() == c.name(i));
     // The owner's facts come from the owner, whichever node is asked.
     CHECK(e.at("answeredBy") == e.at("owner"));
-    const bool here = e.at("owner").as_string() == c.name(i);
+    owner_name = e.at("owner").as_string();
+    const bool here = owner_name == c.name(i);
     CHECK(e.at("ownedHere") == here);
     non_owners += here ? 0 : 1;
     CHECK(e.at("entity") == "live");
@@ -72,4 +75,29 @@ TEST_CASE("explain through every node of three names the owner of /cluster/shard
   auto unknown = c.get(1, "/accounts/nobody/explain");
   CHECK(unknown.status == 404);
   CHECK(error_of(unknown) == "account_not_found");
+
+  // The owner dies: asked through another node, explain still says where the shard lives, that
+  // it is unavailable, and why the owner's facts are missing.
+  const auto owner = c.index_of(owner_name);
+  c.kill(owner);
+  const auto other = (owner + 1) % 3;
+  json::object e;
+  auto told = wait_until(
+    [&] {
+      auto a = c.get(other, "/accounts/" + id + "/explain", 10000);
+      if (a.status != 200)
+        return false;
+      e = body_json(a).as_object();
+      return e.at("shardState") == "unavailable" && e.at("ownerError").is_object();
+    },
+    30s);
+  INFO(json::serialize(e) << "\n" << c.describe());
+  REQUIRE(told);
+  CHECK(e.at("owner").as_string() == owner_name);
+  CHECK(e.at("ownedHere") == false);
+  CHECK(e.at("answeredBy").is_null());
+  CHECK(e.at("version").is_null());
+  const auto why = std::string(e.at("ownerError").at("error").as_string());
+  CHECK((why == "shard_unavailable" || why == "timeout"));
+  CHECK(e.at("readModel").at("accountVersion") == 3);
 }

@@ -57,6 +57,7 @@ TEST_CASE("explain on one node: shard and owner, live or passivated entity, vers
   CHECK(e.at("version") == 5);
   // The only account on the node: its shard's log holds its 5 events.
   CHECK(e.at("ownerShardPosition") == 5);
+  CHECK(e.at("ownerError").is_null());
   REQUIRE(e.at("readModel").is_object());
 
   // The snapshot written after seq 3 (every 3 events) becomes durable with a later commit.
