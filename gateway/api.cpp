@@ -5,7 +5,6 @@
 #include <exception>
 #include <vector>
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "gateway/json_mapping.hpp"
@@ -689,17 +688,22 @@ void api::cluster_shards(responder respond) const {
 
 namespace {
 
-/// The HTTP answer to a read of an entity's events that did not succeed.
-http_response read_failure(entity_answer::status code, const std::string& message) {
+/// The error code of a read at the owner (events, entity info) that did not succeed.
+const char* read_failure_code(entity_answer::status code) {
   using status = entity_answer::status;
   switch (code) {
     case status::timeout:
-      return unavailable("timeout", message);
+      return "timeout";
     case status::no_shard:
-      return unavailable("shard_unavailable", message);
+      return "shard_unavailable";
     default:
-      return unavailable("journal_unavailable", message);
+      return "journal_unavailable";
   }
+}
+
+/// The HTTP answer to a read at the owner that did not succeed.
+http_response read_failure(entity_answer::status code, const std::string& message) {
+  return unavailable(read_failure_code(code), message);
 }
 
 } // namespace
@@ -821,7 +825,7 @@ void api::explain(std::string id, responder respond) const {
         // an operator needs, so this node's facts come with why the owner's are missing.
         for (const char* key : {"answeredBy", "entity", "version", "snapshotSeq", "ownerShardPosition"})
           here[key] = nullptr;
-        here["ownerError"] = json::parse(read_failure(a.code, a.message).body);
+        here["ownerError"] = json::object{{"error", read_failure_code(a.code)}, {"message", a.message}};
         if (read_side.is_object())
           read_side.as_object()["eventsBehind"] = nullptr;
         here["readModel"] = std::move(read_side);
