@@ -302,7 +302,7 @@ TEST_CASE("idle entities passivate and come back with their state", "[sharding]"
 TEST_CASE("entity info: the journal's last seq and snapshot, and whether the entity runs, "
           "without starting it",
           "[sharding]") {
-  fixture f{2, 50ms}; // a snapshot every 2 events; idle entities stop after 50 ms
+  fixture f{2, 500ms}; // a snapshot every 2 events; idle entities stop after 500 ms
   auto none = f.info("i");
   CHECK(none.highest == 0);
   CHECK(none.snapshot_seq == 0);
