@@ -18,6 +18,30 @@ namespace json = boost::json;
 
 namespace kontor::gateway {
 
+std::span<const route_spec> served_routes() {
+  static constexpr route_spec routes[] = {
+    {"GET", "/health"},
+    {"GET", "/ready"},
+    {"GET", "/metrics"},
+    {"GET", "/openapi.json"},
+    {"GET", "/cluster/members"},
+    {"GET", "/cluster/shards"},
+    {"GET", "/events"},
+    {"GET", "/stats/countries"},
+    {"POST", "/accounts"},
+    {"GET", "/accounts/{id}"},
+    {"GET", "/accounts/{id}/events"},
+    {"GET", "/accounts/{id}/explain"},
+    {"PUT", "/accounts/{id}/limit"},
+    {"POST", "/accounts/{id}/transactions"},
+    {"POST", "/accounts/{id}/lock"},
+    {"POST", "/accounts/{id}/unlock"},
+    {"PUT", "/accounts/{id}/address"},
+    {"POST", "/accounts/{id}/phones"},
+  };
+  return routes;
+}
+
 namespace {
 
 constexpr std::size_t max_events_page = 1000;
@@ -293,25 +317,28 @@ bool parse_if_match(std::string_view text, std::optional<std::uint64_t>& out) {
 
 using body_mapper = std::optional<field_error> (*)(const json::object&, account::pb::Command&);
 
+/// Whether the path `segments` match the template `path` ("{...}" matches any one segment).
+bool matches(std::string_view path, const std::vector<std::string>& segments) {
+  std::size_t i = 0;
+  while (!path.empty()) {
+    path.remove_prefix(1); // '/'
+    auto part = path.substr(0, path.find('/'));
+    path.remove_prefix(part.size());
+    if (i >= segments.size() || (!(part.starts_with('{') && part.ends_with('}')) && part != segments[i]))
+      return false;
+    ++i;
+  }
+  return i == segments.size();
+}
+
 /// The route template of a request, for metrics (bounded set of values).
 std::string route_label(const std::string& method, const target_parts& t) {
-  const auto& s = t.segments;
-  std::string path;
-  if (s.size() == 1 && (s[0] == "accounts" || s[0] == "health" || s[0] == "ready"
-                        || s[0] == "events" || s[0] == "metrics"))
-    path = "/" + std::string(s[0]);
-  else if (s.size() == 2 && s[0] == "accounts")
-    path = "/accounts/{id}";
-  else if (s.size() == 2 && s[0] == "stats" && s[1] == "countries")
-    path = "/stats/countries";
-  else if (s.size() == 2 && s[0] == "cluster" && (s[1] == "members" || s[1] == "shards"))
-    path = "/cluster/" + std::string(s[1]);
-  else if (s.size() == 3 && s[0] == "accounts"
-           && (s[2] == "limit" || s[2] == "transactions" || s[2] == "lock" || s[2] == "unlock"
-               || s[2] == "address" || s[2] == "phones" || s[2] == "events"))
-    path = "/accounts/{id}/" + std::string(s[2]);
-  else
+  const auto routes = served_routes();
+  auto route = std::find_if(routes.begin(), routes.end(),
+                            [&](const route_spec& r) { return matches(r.path, t.segments); });
+  if (route == routes.end())
     return "other";
+  const std::string path{route->path};
   static const char* methods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"};
   for (auto m : methods)
     if (method == m)
@@ -463,6 +490,11 @@ void api::operator()(http_request&& req, responder respond) const {
       return respond(unavailable("not_ready", "this node has no shard table from the coordinator yet"));
     return respond(json_response(200, "{\"status\":\"ready\"}"));
   }
+  if (seg.size() == 1 && seg[0] == "openapi.json") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    return respond(json_response(200, std::string(openapi_document())));
+  }
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
@@ -529,6 +561,11 @@ void api::operator()(http_request&& req, responder respond) const {
     {"address", "PUT", address_from_json, answer_shape::change, false},
     {"phones", "POST", phone_from_json, answer_shape::change, false},
   };
+  if (sub == "explain") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    return explain(std::string(id), std::move(respond));
+  }
   if (sub == "events") {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
@@ -652,6 +689,18 @@ http_response api::cluster_members() const {
                             }));
 }
 
+namespace {
+
+/// A shard's state as GET /cluster/shards and /accounts/{id}/explain show it. Not yet allocated
+/// counts as unavailable (owner null), as API.md has it.
+const char* shard_state_name(const sharding::shard_directory::entry& e) {
+  return e.moving                          ? "handoff"
+         : (e.available && !e.owner.empty()) ? "allocated"
+                                             : "unavailable";
+}
+
+} // namespace
+
 void api::cluster_shards(responder respond) const {
   if (!ctx_.cluster || !ctx_.shards)
     return respond(unavailable("no_cluster", "this node runs without a cluster daemon"));
@@ -669,10 +718,7 @@ void api::cluster_shards(responder respond) const {
       const auto& e = shards[s];
       const auto* owner = state.find(e.owner);
       json::value owner_name = owner ? json::value(owner->name) : json::value(nullptr);
-      // Not yet allocated counts as unavailable (owner null), as API.md has it.
-      const char* shard_state = e.moving                        ? "handoff"
-                                : (e.available && !e.owner.empty()) ? "allocated"
-                                                                    : "unavailable";
+      const char* shard_state = shard_state_name(e);
       auto n = entities.find(static_cast<shard_id>(s));
       out.push_back(json::object{
         {"shard", s},
@@ -695,17 +741,22 @@ void api::cluster_shards(responder respond) const {
 
 namespace {
 
-/// The HTTP answer to a read of an entity's events that did not succeed.
-http_response read_failure(const bridge::events_answer& a) {
+/// The error code of a read at the owner (events, entity info) that did not succeed.
+const char* read_failure_code(entity_answer::status code) {
   using status = entity_answer::status;
-  switch (a.code) {
+  switch (code) {
     case status::timeout:
-      return unavailable("timeout", a.message);
+      return "timeout";
     case status::no_shard:
-      return unavailable("shard_unavailable", a.message);
+      return "shard_unavailable";
     default:
-      return unavailable("journal_unavailable", a.message);
+      return "journal_unavailable";
   }
+}
+
+/// The HTTP answer to a read at the owner that did not succeed.
+http_response read_failure(entity_answer::status code, const std::string& message) {
+  return unavailable(read_failure_code(code), message);
 }
 
 } // namespace
@@ -717,7 +768,7 @@ void api::events_query(std::string id, std::uint64_t from, std::size_t limit,
     id, from, static_cast<std::uint32_t>(limit),
     [id, respond](bridge::events_answer a) {
       if (a.code != entity_answer::status::ok)
-        return respond(read_failure(a));
+        return respond(read_failure(a.code, a.message));
       if (a.events.empty() && a.highest == 0)
         return respond(error_response(404, "account_not_found", "Account " + id + " does not exist"));
       json::array out;
@@ -752,7 +803,7 @@ struct as_of_fold : std::enable_shared_from_this<as_of_fold> {
 
   void on_page(bridge::events_answer a) {
     if (a.code != entity_answer::status::ok)
-      return respond(read_failure(a));
+      return respond(read_failure(a.code, a.message));
     for (const auto& stored : a.events) {
       auto ev = account::parse_event(stored.payload);
       if (!ev)
@@ -787,6 +838,70 @@ void api::as_of_query(std::string id, std::int64_t at_ms, responder respond) con
   fold->respond = std::move(respond);
   fold->st = account::initial_state(id);
   fold->next(1);
+}
+
+void api::explain(std::string id, responder respond) const {
+  // This node's facts first: where its table puts the shard, and its read model's positions.
+  const auto shard = shard_of(id, ctx_.number_of_shards);
+  const auto state = ctx_.cluster ? ctx_.cluster() : cluster::cluster_state{};
+  auto name_of = [&](const std::string& node) -> json::value {
+    if (node.empty())
+      return nullptr;
+    const auto* m = state.find(node);
+    return m ? json::value(m->name) : json::value(node);
+  };
+  json::object here{{"id", id}, {"shard", shard}, {"node", ctx_.node_name}};
+  if (ctx_.shards) {
+    auto [version, shards] = ctx_.shards->shards();
+    const auto entry = shard < shards.size() ? shards[shard] : sharding::shard_directory::entry{};
+    here["owner"] = name_of(entry.owner);
+    here["ownedHere"] = !entry.owner.empty() && entry.owner == state.self;
+    here["tableVersion"] = version;
+    here["shardState"] = shard_state_name(entry);
+  }
+  json::value read_side = nullptr;
+  if (ctx_.reads && ctx_.projection) {
+    auto applied = ctx_.projection->applied_by_shard();
+    json::object rm{{"shardPosition", shard < applied.size() ? applied[shard] : shard_offset{0}}};
+    auto view = ctx_.reads->account(id);
+    if (!view)
+      return respond(unavailable("read_model_unavailable", view.error().message));
+    rm["accountVersion"] = *view ? json::value((*view)->version()) : json::value(nullptr);
+    read_side = std::move(rm);
+  }
+  // Then the owner's: whether the account runs there, its last seq and snapshot.
+  ctx_.entities->entity_info(
+    id, [id, here = std::move(here), read_side = std::move(read_side), state,
+         respond](bridge::info_answer a) mutable {
+      if (a.code != entity_answer::status::ok) {
+        // The owner cannot be asked (down, unreachable, the shard moving): that is the answer
+        // an operator needs, so this node's facts come with why the owner's are missing.
+        for (const char* key : {"answeredBy", "entity", "version", "snapshotSeq", "ownerShardPosition"})
+          here[key] = nullptr;
+        here["ownerError"] = json::object{{"error", read_failure_code(a.code)}, {"message", a.message}};
+        if (read_side.is_object())
+          read_side.as_object()["eventsBehind"] = nullptr;
+        here["readModel"] = std::move(read_side);
+        return respond(json_response(200, json::serialize(here)));
+      }
+      if (a.highest == 0)
+        return respond(error_response(404, "account_not_found", "Account " + id + " does not exist"));
+      here["ownerError"] = nullptr;
+      const auto* owner = state.find(a.node);
+      here["answeredBy"] = owner ? json::value(owner->name) : json::value(a.node);
+      here["entity"] = a.live ? "live" : "passivated";
+      here["version"] = a.highest;
+      here["snapshotSeq"] = a.snapshot_seq;
+      here["ownerShardPosition"] = a.shard_end;
+      if (read_side.is_object()) {
+        auto& rm = read_side.as_object();
+        const auto seen = rm["accountVersion"].is_null() ? std::uint64_t{0}
+                                                         : rm["accountVersion"].to_number<std::uint64_t>();
+        rm["eventsBehind"] = a.highest > seen ? a.highest - seen : 0;
+      }
+      here["readModel"] = std::move(read_side);
+      respond(json_response(200, json::serialize(here)));
+    });
 }
 
 } // namespace kontor::gateway

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <span>
 #include <string>
+#include <string_view>
 
 #include "domain/account/account.hpp"
 #include "gateway/account_projection.hpp"
@@ -18,6 +20,20 @@
 #include "runtime/projection/read_model.hpp"
 
 namespace kontor::gateway {
+
+/// One route the API serves: a method and a path template ("/accounts/{id}"). Every GET route
+/// answers HEAD too.
+struct route_spec {
+  std::string_view method;
+  std::string_view path;
+};
+
+/// Every route the API serves, in one table: metrics label requests by it, and the OpenAPI
+/// document is checked against it (tests/component/openapi_test.cpp).
+std::span<const route_spec> served_routes();
+
+/// The OpenAPI 3.0 document of the API: gateway/openapi.json, embedded at build time.
+std::string_view openapi_document();
 
 /// What the API needs from the node. Everything is owned by the node and outlives the API.
 struct api_context {
@@ -56,6 +72,9 @@ private:
   void events_query(std::string id, std::uint64_t from, std::size_t limit, responder respond) const;
   /// GET /accounts/{id}?asOf=: the account rebuilt from its events up to `at_ms`.
   void as_of_query(std::string id, std::int64_t at_ms, responder respond) const;
+  /// GET /accounts/{id}/explain: where the account lives and why, its owner's facts about it
+  /// and how far this node's read model is.
+  void explain(std::string id, responder respond) const;
   /// The read-side routes: GET /accounts/{id}, /stats/countries, /events.
   http_response read_model_query(const std::string& what, std::string_view id,
                                  std::string_view query) const;

@@ -23,6 +23,12 @@ struct read_msg {
   std::function<void(bridge::events_answer)> done;
 };
 
+/// A question about an entity from a non-actor caller; local only (carries a callback).
+struct info_msg {
+  sharding::entity_info_request request;
+  std::function<void(bridge::info_answer)> done;
+};
+
 /// A fan-out for GET /cluster/shards; local only (carries a callback).
 struct counts_msg {
   std::vector<caf::actor> regions;
@@ -35,6 +41,7 @@ struct counts_msg {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::ask_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::counts_msg)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::read_msg)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kontor::gateway::info_msg)
 
 namespace kontor::gateway {
 
@@ -142,6 +149,22 @@ caf::behavior bridge_actor(self_ptr self, caf::actor region, std::chrono::millis
             (*done)({a.code, {}, 0, std::move(a.message)});
           });
     },
+    [=](info_msg& msg) {
+      auto done = std::make_shared<std::function<void(bridge::info_answer)>>(std::move(msg.done));
+      self->request(self->state.region, self->state.timeout, std::move(msg.request))
+        .then(
+          [=](sharding::entity_info& r) {
+            (*done)({entity_answer::status::ok, std::move(r.node), r.live, r.highest,
+                     r.snapshot_seq, r.shard_end, {}});
+          },
+          [=](caf::error& err) {
+            auto a = err == caf::sec::request_timeout ? timed_out() : from_error(err);
+            bridge::info_answer out;
+            out.code = a.code;
+            out.message = std::move(a.message);
+            (*done)(std::move(out));
+          });
+    },
     [=](counts_msg& msg) {
       struct gather {
         std::size_t waiting = 0;
@@ -195,6 +218,10 @@ void bridge::ask(entity_id id, std::string payload, std::function<void(entity_an
 void bridge::read_events(entity_id id, sequence_nr from, std::uint32_t max,
                          std::function<void(events_answer)> done) const {
   caf::anon_send(actor_, read_msg{{std::move(id), from, max}, std::move(done)});
+}
+
+void bridge::entity_info(entity_id id, std::function<void(info_answer)> done) const {
+  caf::anon_send(actor_, info_msg{{std::move(id)}, std::move(done)});
 }
 
 void bridge::entity_counts(std::vector<caf::actor> regions,

@@ -53,6 +53,21 @@ public:
   void read_events(entity_id id, sequence_nr from, std::uint32_t max,
                    std::function<void(events_answer)> done) const;
 
+  /// The outcome of asking the node that owns an entity's shard about the entity.
+  struct info_answer {
+    entity_answer::status code = entity_answer::status::ok;
+    std::string node;               ///< the owner's node id, when ok
+    bool live = false;              ///< an entity actor runs for it on the owner now
+    sequence_nr highest = 0;        ///< its last sequence number (0: no such entity)
+    sequence_nr snapshot_seq = 0;   ///< its latest snapshot's sequence number (0: none)
+    shard_offset shard_end = 0;     ///< the last position of its shard's log on the owner
+    std::string message;            ///< what went wrong otherwise
+  };
+
+  /// Asks the region of the node that owns entity `id`'s shard whether the entity runs there and
+  /// how far its stream and snapshot are; `done` runs exactly once, on a CAF thread.
+  void entity_info(entity_id id, std::function<void(info_answer)> done) const;
+
   /// Asks every region in `regions` for its live entities per shard (1 s at most each) and calls
   /// `done` once with what came back (shard → entities), on a CAF thread.
   void entity_counts(std::vector<caf::actor> regions,

@@ -77,6 +77,43 @@ typename Inspector::result_type inspect(Inspector& f, routed_read& x) {
   return f(caf::meta::type_name("routed_read"), x.read, x.hops);
 }
 
+/// A question about one entity, routed like a command to the node that owns its shard: where
+/// it lives and how far its stream is (an operator's "why is this entity slow").
+struct entity_info_request {
+  entity_id id;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_info_request& x) {
+  return f(caf::meta::type_name("entity_info_request"), x.id);
+}
+
+/// The owner's answer to an entity_info_request, from its region and its journal.
+struct entity_info {
+  std::string node;               ///< the answering node's id (the shard's owner)
+  bool live = false;              ///< an entity actor runs for it there now (false: passivated)
+  sequence_nr highest = 0;        ///< its highest sequence number (0: no such entity)
+  sequence_nr snapshot_seq = 0;   ///< the sequence number of its latest snapshot (0: none)
+  shard_offset shard_end = 0;     ///< the last position of its shard's log there
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, entity_info& x) {
+  return f(caf::meta::type_name("entity_info"), x.node, x.live, x.highest, x.snapshot_seq,
+           x.shard_end);
+}
+
+/// An entity_info_request a region passes on to the owner's region.
+struct routed_info {
+  entity_info_request request;
+  std::uint8_t hops = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, routed_info& x) {
+  return f(caf::meta::type_name("routed_info"), x.request, x.hops);
+}
+
 /// Coordinator → regions: (map_atom, shard_map). Region → coordinator: (map_atom) → shard_map.
 using map_atom = caf::atom_constant<caf::atom("sh_map")>;
 /// Region → coordinator: (allocate_atom, shard): a request for a shard nobody owns yet.
@@ -93,6 +130,9 @@ using ready_atom = caf::atom_constant<caf::atom("sh_ready")>;
 using resume_atom = caf::atom_constant<caf::atom("sh_resume")>;
 /// Region → its entity reader: (read_entity_atom, entity_read) → entity_events.
 using read_entity_atom = caf::atom_constant<caf::atom("sh_readev")>;
+/// Region → its entity reader: (info_atom, entity_id, shard) → entity_info (journal facts);
+/// region → a shard: (info_atom, entity_id) → bool (whether the entity is live).
+using info_atom = caf::atom_constant<caf::atom("sh_info")>;
 /// Anyone → a region: (stats_atom) → shard_stats.
 using stats_atom = caf::atom_constant<caf::atom("sh_stats")>;
 
@@ -118,4 +158,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(kontor_sharding, caf::first_custom_type_id + 400)
   CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::entity_read))
   CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::entity_events))
   CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::routed_read))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::entity_info_request))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::entity_info))
+  CAF_ADD_TYPE_ID(kontor_sharding, (kontor::sharding::routed_info))
 CAF_END_TYPE_ID_BLOCK(kontor_sharding)

@@ -128,6 +128,11 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard
       return promise;
     },
     [=](sweep_atom) { sweep(self); },
+    // Whether entity `id` runs here now (started, not passivating).
+    [=](info_atom, const entity_id& id) {
+      const auto& st = self->state;
+      return st.live.count(id) > 0 && st.stopping.count(id) == 0;
+    },
     // Stop every entity (each after the command it is handling) and answer once all are gone;
     // the region holds new requests meanwhile.
     [=](handoff_atom) -> caf::result<stopped_atom, shard_offset> {

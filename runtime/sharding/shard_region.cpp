@@ -80,8 +80,9 @@ constexpr std::chrono::milliseconds map_retry{250};
 constexpr std::uint8_t max_hops = 3;
 
 
-/// What a region routes: a command for an entity, or a read of its stored events.
-using routed = std::variant<entity_envelope, entity_read>;
+/// What a region routes: a command for an entity, a read of its stored events, or a question
+/// about it (where it lives, how far its stream is).
+using routed = std::variant<entity_envelope, entity_read, entity_info_request>;
 
 const entity_id& id_of(const routed& r) {
   return std::visit([](const auto& x) -> const entity_id& { return x.id; }, r);
@@ -172,13 +173,42 @@ void park(self_ptr self, shard_id shard, caf::response_promise promise, routed e
   }
 }
 
-/// Sends the request where its shard lives, or holds it, or refuses it.
+/// Answers an entity_info_request for a shard this node owns: the journal's facts from the
+/// reader, then whether the shard runs the entity now (no shard actor: nothing runs).
+void serve_info(self_ptr self, shard_id shard, caf::response_promise promise, entity_id id) {
+  auto& st = self->state;
+  auto local = st.shards[shard];
+  self->request(st.reader, caf::infinite, info_atom::value, id, shard)
+    .then(
+      [=](entity_info& info) mutable {
+        info.node = self->state.settings->self_node;
+        if (!local) {
+          promise.deliver(std::move(info));
+          return;
+        }
+        self->request(local, caf::infinite, info_atom::value, id)
+          .then(
+            [=](bool live) mutable {
+              auto out = info;
+              out.live = live;
+              promise.deliver(std::move(out));
+            },
+            // The shard stopped meanwhile (a handoff): its entities are not running.
+            [=](caf::error&) mutable { promise.deliver(info); });
+      },
+      [=](caf::error& err) mutable { promise.deliver(std::move(err)); });
+}
+
 /// Serves a request for a shard this node owns: a command goes to the shard, a read to the
 /// region's reader (a thread of its own: journal reads block).
 void serve_here(self_ptr self, shard_id shard, caf::response_promise promise, routed r) {
   auto& st = self->state;
   if (auto* env = std::get_if<entity_envelope>(&r)) {
     promise.delegate(local_shard(self, shard), std::move(*env));
+    return;
+  }
+  if (auto* q = std::get_if<entity_info_request>(&r)) {
+    serve_info(self, shard, std::move(promise), std::move(q->id));
     return;
   }
   // Reads block on the journal: they run on the region's reader thread. The region relays the
@@ -244,6 +274,8 @@ void route(self_ptr self, caf::response_promise promise, routed env, std::uint8_
   const auto next = static_cast<std::uint8_t>(hops + 1);
   if (auto* e = std::get_if<entity_envelope>(&env))
     promise.delegate(region, routed_envelope{std::move(*e), next});
+  else if (auto* q = std::get_if<entity_info_request>(&env))
+    promise.delegate(region, routed_info{std::move(*q), next});
   else
     promise.delegate(region, routed_read{std::move(std::get<entity_read>(env)), next});
 }
@@ -318,6 +350,23 @@ caf::behavior reader_actor(caf::event_based_actor*, shared_settings settings) {
         return caf::make_error(caf::sec::runtime_error, highest.error().message);
       return entity_events{std::move(*events), *highest};
     },
+    [settings](info_atom, const entity_id& id, shard_id shard) -> caf::result<entity_info> {
+      entity_info out;
+      auto highest = settings->journal->highest_sequence_nr(id);
+      if (!highest)
+        return caf::make_error(caf::sec::runtime_error, highest.error().message);
+      out.highest = *highest;
+      auto snap = settings->journal->load_snapshot(id);
+      if (!snap)
+        return caf::make_error(caf::sec::runtime_error, snap.error().message);
+      if (*snap)
+        out.snapshot_seq = (*snap)->seq;
+      auto end = settings->journal->shard_end(shard);
+      if (!end)
+        return caf::make_error(caf::sec::runtime_error, end.error().message);
+      out.shard_end = *end;
+      return out;
+    },
   };
 }
 
@@ -360,6 +409,16 @@ caf::behavior region_actor(self_ptr self, shared_settings settings,
     [=](routed_read& r) -> caf::response_promise {
       auto promise = self->make_response_promise();
       route(self, promise, std::move(r.read), r.hops);
+      return promise;
+    },
+    [=](entity_info_request& r) -> caf::response_promise {
+      auto promise = self->make_response_promise();
+      route(self, promise, std::move(r), 0);
+      return promise;
+    },
+    [=](routed_info& r) -> caf::response_promise {
+      auto promise = self->make_response_promise();
+      route(self, promise, std::move(r.request), r.hops);
       return promise;
     },
     [=](attach_atom, caf::actor& cluster, caf::actor& coordinator) {

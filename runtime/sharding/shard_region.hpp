@@ -48,7 +48,8 @@ private:
 };
 
 /// Starts the local shard region. It takes `entity_envelope` requests (from this node's gateway)
-/// and `routed_envelope` ones (from other nodes' regions) and answers with the entity's reply.
+/// and `routed_envelope` ones (from other nodes' regions) and answers with the entity's reply;
+/// `entity_read` and `entity_info_request` go to the owner the same way (its journal, its shard).
 /// On its own (settings.clustered false) it serves every shard. In a cluster it serves the
 /// shards the coordinator allocated to this node, passes the others on to their owner's
 /// region, holds requests (bounded, with a deadline) while their shard moves or has no known

@@ -61,7 +61,7 @@ TEST_CASE("no token, another scheme, a near miss or a prefix of a token is unaut
   CHECK(a.check("GET", "/accounts/1", "Bearer reader-token-01234567890") == verdict::unauthorized);
 }
 
-TEST_CASE("open routes need no token for GET only; no tokens at all: everything is open", "[auth]") {
+TEST_CASE("open routes need no token for GET only, and with no tokens at all everything is open", "[auth]") {
   auto a = tokens();
   CHECK(a.check("GET", "/health", "") == verdict::allowed);
   CHECK(a.check("HEAD", "/ready", "") == verdict::allowed);

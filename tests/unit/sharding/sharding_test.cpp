@@ -7,6 +7,7 @@
 #include <future>
 
 #include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/messages.hpp"
 #include "runtime/sharding/shard_region.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -98,6 +99,16 @@ struct fixture {
     self->request(region, 10s, sharding::entity_envelope{id, cmd})
       .receive([&](std::string& reply) { out = std::move(reply); },
                [&](caf::error& err) { out = "error: " + sys->render(err); });
+    return out;
+  }
+
+  /// Asks the region about entity `id` and waits for the answer.
+  sharding::entity_info info(const std::string& id) {
+    caf::scoped_actor self{*sys};
+    sharding::entity_info out;
+    self->request(region, 10s, sharding::entity_info_request{id})
+      .receive([&](sharding::entity_info& r) { out = std::move(r); },
+               [&](caf::error& err) { FAIL("entity info failed: " << sys->render(err)); });
     return out;
   }
 
@@ -286,6 +297,29 @@ TEST_CASE("idle entities passivate and come back with their state", "[sharding]"
   CHECK(f.stats->passivations >= 1);
   CHECK(f.ask("p", "add 4") == "7/2");
   CHECK(f.stats->recoveries == 2);
+}
+
+TEST_CASE("entity info: the journal's last seq and snapshot, and whether the entity runs, "
+          "without starting it",
+          "[sharding]") {
+  fixture f{2, 500ms}; // a snapshot every 2 events; idle entities stop after 500 ms
+  auto none = f.info("i");
+  CHECK(none.highest == 0);
+  CHECK(none.snapshot_seq == 0);
+  CHECK(!none.live);
+  CHECK(f.stats->live_entities == 0);
+  CHECK(f.ask("i", "add 1") == "1/1");
+  CHECK(f.ask("i", "add 2") == "3/2");
+  CHECK(f.ask("i", "add 3") == "6/3");
+  auto live = f.info("i");
+  CHECK(live.highest == 3);
+  CHECK(live.live);
+  CHECK(live.shard_end == 3); // the only entity of its shard
+  REQUIRE(test::wait_until([&] { return f.info("i").snapshot_seq == 2; }));
+  REQUIRE(test::wait_until([&] { return !f.info("i").live; }));
+  CHECK(f.stats->live_entities == 0);
+  CHECK(f.info("i").highest == 3);
+  CHECK(f.stats->live_entities == 0); // asking did not start it
 }
 
 TEST_CASE("many entities across shards under concurrent load", "[sharding]") {
