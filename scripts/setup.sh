@@ -13,6 +13,8 @@ packages=(
   catch2                                      # unit tests (v2, prebuilt main)
   wrk curl procps                             # load generator for bench/, probes in scripts
   prometheus                                  # promtool: the /metrics lint test
+  kubernetes-client python3-yaml              # kubectl 1.20 (kustomize v2.0.3) renders k8s/ in the
+                                              # deploy tests; a helper turns its YAML into JSON
 )
 
 missing=()
