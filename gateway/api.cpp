@@ -1,13 +1,17 @@
 #include "gateway/api.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <charconv>
 #include <exception>
 #include <vector>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "gateway/json_mapping.hpp"
+#include "runtime/core/log.hpp"
 #include "runtime/projection/feed_cursor.hpp"
 
 namespace json = boost::json;
@@ -315,6 +319,19 @@ std::string route_label(const std::string& method, const target_parts& t) {
   return "other " + path;
 }
 
+/// Whether one more failure line may be logged this second (at most 20).
+bool failure_log_allowed() {
+  static std::atomic<std::int64_t> second{0};
+  static std::atomic<int> lines{0};
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::steady_clock::now().time_since_epoch())
+                     .count();
+  auto seen = second.load();
+  if (seen != now && second.compare_exchange_strong(seen, now))
+    lines = 0;
+  return ++lines <= 20;
+}
+
 } // namespace
 
 void api::operator()(http_request&& req, responder respond) const {
@@ -333,6 +350,24 @@ void api::operator()(http_request&& req, responder respond) const {
     };
   }
   const auto& seg = target.segments;
+  // A server-side failure is logged with its account and request id (at most 20 lines a second:
+  // a moving shard can answer many 503s at once).
+  respond = [method = req.method, path = req.target.substr(0, req.target.find('?')), request_id = req.request_id,
+             account = seg.size() >= 2 && seg[0] == "accounts" ? seg[1] : std::string{},
+             inner = std::move(respond)](http_response r) {
+    if (r.status >= 500 && failure_log_allowed()) {
+      json::error_code ec;
+      auto body = json::parse(r.body, ec);
+      std::string code = !ec && body.is_object() && body.as_object().contains("error")
+                             && body.at("error").is_string()
+                           ? std::string(body.at("error").as_string())
+                           : std::string{};
+      log(r.status == 503 ? log_level::warn : log_level::error, "http",
+          method + " " + path + " answered " + std::to_string(r.status) + (code.empty() ? "" : " " + code),
+          {{"account", account}, {"request_id", request_id}});
+    }
+    inner(std::move(r));
+  };
 
   auto fail = [&](http_response r) { respond(std::move(r)); };
   if (target.malformed || !valid_query(target.query))

@@ -1,6 +1,7 @@
 #include "gateway/http_server.hpp"
 
 #include <memory>
+#include <random>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -22,6 +23,31 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 namespace {
+
+/// Whether a client's X-Request-Id can be passed through: 1-128 characters of A-Z a-z 0-9 and
+/// . _ : - (what log collectors and tracing headers use; nothing that needs escaping).
+bool valid_request_id(std::string_view id) {
+  if (id.empty() || id.size() > 128)
+    return false;
+  for (char c : id)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.'
+          || c == '_' || c == ':' || c == '-'))
+      return false;
+  return true;
+}
+
+/// A new request id: 16 random hex digits.
+std::string new_request_id() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char hex[] = "0123456789abcdef";
+  auto v = rng();
+  std::string out(16, '0');
+  for (auto& c : out) {
+    c = hex[v & 0xf];
+    v >>= 4;
+  }
+  return out;
+}
 
 constexpr std::size_t header_limit = 16 * 1024;
 
@@ -53,6 +79,7 @@ private:
     parser_->body_limit(settings_.body_limit);
     parser_->header_limit(header_limit);
     head_ = false;
+    request_id_.clear();
     stream_.expires_after(settings_.read_timeout);
     // The header first: Host is checked and 100-continue answered before the body is read. A
     // Content-Length over the body limit already fails here, so a 413 does not wait for a body.
@@ -114,6 +141,12 @@ private:
       out.if_match = std::string(i->value());
     if (auto i = req.find("Idempotency-Key"); i != req.end())
       out.idempotency_key = std::string(i->value());
+    // The client's X-Request-Id when it is a usable one, else a new id; the answer carries it.
+    if (auto i = req.find("X-Request-Id"); i != req.end() && valid_request_id(i->value()))
+      request_id_ = std::string(i->value());
+    else
+      request_id_ = new_request_id();
+    out.request_id = request_id_;
     // The handler answers later, maybe from another thread: hop back onto this connection's strand.
     stream_.expires_never();
     handler_(std::move(out), [self = shared_from_this()](http_response resp) {
@@ -140,6 +173,9 @@ private:
     res_.set(http::field::content_type, resp.content_type);
     for (auto& [name, value] : resp.headers)
       res_.set(name, value);
+    if (request_id_.empty())
+      request_id_ = new_request_id(); // a request refused before it was read whole
+    res_.set("X-Request-Id", request_id_);
     res_.keep_alive(keep_alive_);
     res_.body() = std::move(resp.body);
     res_.prepare_payload();
@@ -200,6 +236,7 @@ private:
   std::unique_ptr<char[]> drain_; ///< what linger reads into, only while closing
   bool keep_alive_ = true;
   bool head_ = false; ///< the request being answered is a HEAD
+  std::string request_id_; ///< the X-Request-Id of the request being answered
   const http_settings& settings_;
   const http_handler& handler_;
 };

@@ -19,6 +19,7 @@ struct http_request {
   std::string body;
   std::string if_match;     ///< the If-Match header, empty when absent
   std::optional<std::string> idempotency_key; ///< the Idempotency-Key header, when present
+  std::string request_id; ///< the client's X-Request-Id, or one the server made up; the answer carries it
 };
 
 /// One HTTP response. Content-Type defaults to application/json.

@@ -96,6 +96,7 @@ void leave_cluster(cluster::cluster& node, const sharding::shard_directory& dire
 }
 
 int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
+  configure_log(cfg.log_format == "json" ? log_format::json : log_format::text, cfg.node_name);
   metrics_registry metrics;
   auto& fsync = metrics.histogram("kontor_journal_commit_seconds",
                                   "journal group commit time (write + fsync)", latency_buckets());

@@ -179,6 +179,14 @@ std::vector<option> options() {
          throw bad_value{n + ": '" + t + "' is neither stealing nor sharing"};
        c.scheduler_policy = t;
      }},
+    {"log-format", d.log_format,
+     "log lines: text, or json (one object per line: time, level, node, component, message and, "
+     "for commands, account and request_id)",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       if (t != "text" && t != "json")
+         throw bad_value{n + ": '" + t + "' is neither text nor json"};
+       c.log_format = t;
+     }},
     {"max-limit", std::to_string(d.max_limit), "MAX_LIMIT: highest credit limit, minor units",
      int_setter(&node_config::max_limit, 0, max_money)},
     {"max-amount", std::to_string(d.max_amount), "MAX_AMOUNT: highest transaction amount",

@@ -38,6 +38,7 @@ struct node_config {
   // actors
   unsigned scheduler_threads = 0; ///< 0: one per core
   std::string scheduler_policy = "sharing"; ///< CAF scheduler: sharing or stealing
+  std::string log_format = "text";          ///< text, or json (one object per line)
   // domain
   std::int64_t max_limit = 1'000'000'000'000;
   std::int64_t max_amount = 1'000'000'000'000;

@@ -111,7 +111,7 @@ void check_acked(test_cluster& c, std::size_t via,
     INFO(account);
     std::map<std::string, int> seen;
     for (const auto& e : events_of(c, via, account))
-      if (e.at("type") == "MoneyDeposited")
+      if (e.at("type") == "MoneyDeposited" || e.at("type") == "ItemPurchased")
         ++seen[std::string(e.at("data").at("txId").as_string())];
     for (const auto& [tx, n] : seen) {
       INFO(tx);

@@ -44,7 +44,7 @@ wait_outcome wait_spread(test_cluster& c, const std::vector<std::size_t>& nodes,
 boost::json::array events_of(test_cluster& c, std::size_t i, const std::string& id);
 
 /// Every acknowledged txId of `acked` (account → txIds answered 201) is in its account's events
-/// exactly once, read through node `via`, and no deposit is there twice.
+/// exactly once, read through node `via`, and no transaction (deposit or purchase) is there twice.
 void check_acked(test_cluster& c, std::size_t via,
                  const std::map<std::string, std::vector<std::string>>& acked);
 

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "tests/component/node_fixture.hpp"
@@ -210,4 +211,57 @@ TEST_CASE("a read model whose commits fail catches up once the disk is back", "[
     std::chrono::seconds(5));
   INFO("read model: " << projected.status << " " << projected.body);
   CHECK(converged);
+}
+
+TEST_CASE("with log-format json every log line is a JSON object, answers carry X-Request-Id, and a "
+          "503 is logged with its account and request id",
+          "[fault]") {
+  fault_control fault;
+  running_node node({"--command-timeout", "300ms", "--log-format", "json", "--node-name", "jsonnode"},
+                    fault.node_env());
+  http_client c{node.port()};
+  // A usable client id is passed through; none, or an unusable one, gets a new one.
+  CHECK(c.request("GET", "/health", "", "X-Request-Id: trace-1.a:b_c\r\n").header("x-request-id")
+        == "trace-1.a:b_c");
+  auto is_generated = [](const std::string& id) {
+    return id.size() == 16 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+  };
+  const auto first = c.get("/health").header("x-request-id");
+  CHECK(is_generated(first));
+  CHECK(c.get("/health").header("x-request-id") != first);
+  CHECK(is_generated(c.request("GET", "/health", "", "X-Request-Id: a/b\r\n").header("x-request-id")));
+  CHECK(is_generated(c.raw("GET /health HTTP/1.1\r\n\r\n").header("x-request-id"))); // no Host: 400
+
+  REQUIRE(c.post("/accounts", open_body("slow-json", 0)).status == 201);
+  fault.set("hang " + journal_log);
+  auto r = c.request("POST", "/accounts/slow-json/transactions", tx_body("j-1", "deposit", 10),
+                     "Content-Type: application/json\r\nX-Request-Id: req-503\r\n");
+  fault.set("ok");
+  REQUIRE(r.status == 503);
+  CHECK(r.header("x-request-id") == "req-503");
+
+  REQUIRE(wait_until([&] { return node.log().find("req-503") != std::string::npos; }));
+  std::size_t lines = 0, failures = 0;
+  std::istringstream in(node.log());
+  for (std::string line; std::getline(in, line);) {
+    INFO(line);
+    boost::json::error_code ec;
+    auto v = boost::json::parse(line, ec);
+    REQUIRE(!ec);
+    REQUIRE(v.is_object());
+    ++lines;
+    const auto& o = v.as_object();
+    for (const char* key : {"time", "level", "node", "component", "message"})
+      CHECK(o.contains(key));
+    CHECK(o.at("node") == "jsonnode");
+    if (o.contains("request_id") && o.at("request_id") == "req-503") {
+      ++failures;
+      CHECK(o.at("level") == "warn");
+      CHECK(o.at("component") == "http");
+      CHECK(o.at("account") == "slow-json");
+      CHECK(std::string(o.at("message").as_string()).find("503 timeout") != std::string::npos);
+    }
+  }
+  CHECK(lines >= 3); // journal, read model, ready, …
+  CHECK(failures == 1);
 }

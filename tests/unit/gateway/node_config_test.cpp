@@ -72,6 +72,7 @@ TEST_CASE("bad values are errors naming the setting", "[config]") {
                                                           {"--command-timeout", "5"},
                                                           {"--command-timeout", "5 s"},
                                                           {"--scheduler-policy", "fast"},
+                                                          {"--log-format", "xml"},
                                                           {"--max-limit", "-5"},
                                                           {"--seeds", "a:b"},
                                                           {"--data-dir", ""}}) {
