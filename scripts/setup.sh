@@ -14,6 +14,8 @@ packages=(
   wrk curl procps                             # load generator for bench/, probes in scripts
   libssl-dev openssl                          # HTTPS (Asio SSL); openssl makes the tests' certificates
   prometheus                                  # promtool: the /metrics lint test
+  kubernetes-client python3-yaml              # kubectl 1.20 (kustomize v2.0.3) renders k8s/ in the
+                                              # deploy tests; a helper turns its YAML into JSON
 )
 
 missing=()

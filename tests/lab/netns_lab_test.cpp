@@ -283,6 +283,42 @@ void stale_labs_are_swept_live_ones_kept() {
     CHECK(std::find(removed.begin(), removed.end(), name) == removed.end());
 }
 
+/// `getent ahostsv4 NAME` run in node i's namespace: its output (the addresses NAME resolves to).
+std::string resolved_in(const netns_lab& lab, std::size_t i, const std::string& name,
+                        const temp_dir& dir) {
+  spawn_spec spec;
+  spec.argv = {"/usr/bin/getent", "ahostsv4", name};
+  spec.log_path = (dir.path() / ("getent-" + std::to_string(i) + ".log")).string();
+  auto p = lab.spawn(i, spec);
+  auto code = p->wait_exit(10s);
+  return (code ? "" : "(no exit) ") + p->log();
+}
+
+void hosts_file_is_each_namespaces_dns() {
+  temp_dir dir{"kontor-lab-hosts"};
+  std::string etc;
+  {
+    netns_lab lab{2};
+    etc = "/etc/netns/" + lab.namespace_name(0);
+    lab.set_hosts("127.0.0.1 localhost\n" + lab.address(0) + " svc node-a\n" + lab.address(1)
+                  + " svc node-b\n");
+    for (std::size_t i = 0; i < 2; ++i) {
+      auto svc = resolved_in(lab, i, "svc", dir);
+      INFO(svc);
+      CHECK(svc.find(lab.address(0) + " ") != std::string::npos);
+      CHECK(svc.find(lab.address(1) + " ") != std::string::npos);
+      auto b = resolved_in(lab, i, "node-b", dir);
+      INFO(b);
+      CHECK(b.find(lab.address(1) + " ") != std::string::npos);
+      CHECK(b.find(lab.address(0) + " ") == std::string::npos);
+    }
+    CHECK(::access((etc + "/hosts").c_str(), F_OK) == 0);
+  }
+  // The lab removed its namespaces' /etc files; the root namespace never saw the names.
+  CHECK(::access(etc.c_str(), F_OK) != 0);
+  CHECK(read_text_file("/etc/hosts").find(" node-b") == std::string::npos);
+}
+
 /// Registers the tests above when this machine can run them; says why not otherwise.
 struct netns_registration {
   netns_registration() {
@@ -297,6 +333,9 @@ struct netns_registration {
         "netns_lab: partitions cut the links across sides and keep those inside, heal restores all");
     add(&stale_labs_are_swept_live_ones_kept,
         "netns_lab: the leftovers of a crashed run are swept, a live lab's are kept");
+    add(&hosts_file_is_each_namespaces_dns,
+        "netns_lab: set_hosts is the namespaces' /etc/hosts (a name on two lines resolves to "
+        "both), gone with the lab");
   }
 
   static void add(void (*test)(), const char* name) {

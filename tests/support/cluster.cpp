@@ -102,6 +102,8 @@ std::string test_cluster::default_name(std::size_t i) {
 test_cluster::test_cluster(cluster_options options) : options_(std::move(options)) {
   if (options_.nodes == 0)
     throw std::invalid_argument("test_cluster: at least one node");
+  if (!options_.names.empty() && options_.names.size() != options_.nodes)
+    throw std::invalid_argument("test_cluster: names for some nodes only");
   if (options_.lab && options_.lab->size() < options_.nodes)
     throw std::invalid_argument("test_cluster: the lab has fewer namespaces than nodes");
   if (options_.clustered && !options_.lab)
@@ -109,7 +111,7 @@ test_cluster::test_cluster(cluster_options options) : options_(std::move(options
   nodes_.resize(options_.nodes);
   for (std::size_t i = 0; i < options_.nodes; ++i) {
     auto& n = nodes_[i];
-    n.name = default_name(i);
+    n.name = options_.names.empty() ? default_name(i) : options_.names[i];
     n.host = options_.lab ? options_.lab->address(i) : "127.0.0.1";
     if (options_.clustered)
       n.cluster_port = options_.lab ? options_.lab_cluster_port : (*ports_)[i];
@@ -155,6 +157,8 @@ std::string test_cluster::cluster_address(std::size_t i) const {
 
 std::vector<std::string> test_cluster::command_line(std::size_t i) const {
   auto& n = node(i);
+  if (options_.launch)
+    return options_.launch(i, node_dir(i)).args;
   std::vector<std::string> args{"--node-name", n.name,         "--data-dir",  data_dir(i),
                                 "--http-address", n.host,      "--http-port", "0"};
   if (options_.clustered) {
@@ -187,7 +191,7 @@ void test_cluster::start(std::size_t i) {
   auto args = command_line(i);
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.log_path = node_dir(i) + "/start-" + std::to_string(++n.starts) + ".log";
-  spec.env = options_.env;
+  spec.env = options_.launch ? options_.launch(i, node_dir(i)).env : options_.env;
   spec.work_dir = node_dir(i); // no stray config file (caf-application.ini) from the test's cwd
   n.http_port = 0;
   n.process.reset(); // reaps the previous run

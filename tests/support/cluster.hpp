@@ -44,6 +44,12 @@ enum class seed_list {
   others ///< every node's but its own
 };
 
+/// A node's whole command line, when the test gives it (cluster_options::launch).
+struct node_launch {
+  std::vector<std::string> args; ///< every argument after the program
+  std::vector<std::string> env;  ///< "NAME=value"
+};
+
 /// How a test_cluster starts its nodes.
 struct cluster_options {
   std::size_t nodes = 3;
@@ -59,6 +65,14 @@ struct cluster_options {
   /// The cluster port in a lab (each namespace has its own ports, so one fixed port for all).
   unsigned short lab_cluster_port = 7355;
   std::chrono::milliseconds ready_timeout = std::chrono::seconds(30);
+  /// Node names; empty: default_name(i).
+  std::vector<std::string> names = {};
+  /// When set, node i is started with exactly these arguments and environment instead of the
+  /// cluster's flags (args, env and node_args are not used): for a deployment's own command line.
+  /// `dir` is node i's directory, kept for the cluster's life. The node must log its HTTP port
+  /// and listen on host(i) (its lab address, or 0.0.0.0); in a lab its cluster port is
+  /// lab_cluster_port.
+  std::function<node_launch(std::size_t i, const std::string& dir)> launch = {};
 };
 
 /// Several kontor-node processes for cluster tests, on 127.0.0.1 (or in a netns_lab). Node i is

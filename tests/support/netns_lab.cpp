@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <regex>
 #include <set>
@@ -29,6 +31,7 @@ namespace {
 
 constexpr const char* lock_dir = "/run/kontor-lab";
 constexpr const char* netns_dir = "/run/netns";
+constexpr const char* netns_etc_dir = "/etc/netns"; // `ip netns exec` bind-mounts its files
 constexpr std::size_t max_nodes = 200;
 constexpr std::size_t max_groups = 25; // group bridges kbr<id>b .. kbr<id>z
 
@@ -166,6 +169,13 @@ std::vector<std::string> remove_objects(int id) {
       ip_quiet({"netns", "del", n});
     else
       ip_quiet({"link", "del", n});
+  }
+  // The namespaces' /etc files (set_hosts); `ip netns del` leaves them.
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it{netns_etc_dir, ec}, end; !ec && it != end; it.increment(ec)) {
+    auto name = it->path().filename().string();
+    if (name.rfind("kns", 0) == 0 && lab_id_of(name) == id)
+      std::filesystem::remove_all(it->path(), ec);
   }
   return names;
 }
@@ -384,8 +394,27 @@ void netns_lab::heal() {
       restore(i);
 }
 
+void netns_lab::set_hosts(const std::string& hosts) {
+  for (std::size_t i = 0; i < size_; ++i) {
+    auto dir = std::filesystem::path(netns_etc_dir) / namespace_name(i);
+    std::filesystem::create_directories(dir);
+    std::ofstream out{dir / "hosts", std::ios::trunc};
+    out << hosts;
+    if (!out.flush())
+      throw std::runtime_error("netns_lab: cannot write " + (dir / "hosts").string());
+  }
+  hosts_ = true;
+}
+
 std::unique_ptr<child_process> netns_lab::spawn(std::size_t i, spawn_spec spec) const {
-  spec.netns = namespace_name(i);
+  if (hosts_) {
+    // `ip netns exec` enters the namespace, bind-mounts /etc/netns/<ns>/* in a mount namespace
+    // of its own and execs the program: the pid is the program's.
+    spec.argv.insert(spec.argv.begin(), {ip_program(), "netns", "exec", namespace_name(i)});
+    spec.netns.clear();
+  } else {
+    spec.netns = namespace_name(i);
+  }
   return std::make_unique<child_process>(spec);
 }
 

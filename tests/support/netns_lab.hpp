@@ -85,7 +85,13 @@ public:
   /// The group node i is in (0: the main bridge).
   std::size_t group_of(std::size_t i) const { return group_.at(i); }
 
-  /// Starts `spec` inside node i's network namespace.
+  /// The lab's stand-in for DNS: writes `hosts` to /etc/netns/<ns>/hosts for every node's
+  /// namespace, and spawn() then starts processes through `ip netns exec`, which bind-mounts that
+  /// file over /etc/hosts for them (a name on several lines resolves to all its addresses). The
+  /// files go with the lab (and with a stale lab's sweep).
+  void set_hosts(const std::string& hosts);
+
+  /// Starts `spec` inside node i's network namespace (through `ip netns exec` after set_hosts()).
   std::unique_ptr<child_process> spawn(std::size_t i, spawn_spec spec) const;
 
   /// Runs `f` on a new thread inside node i's network namespace and returns its result
@@ -115,6 +121,7 @@ private:
   int lock_fd_ = -1;
   std::size_t size_ = 0;
   std::size_t bridges_ = 1;  ///< group bridges made so far (the main one included)
+  bool hosts_ = false;       ///< set_hosts() was called: spawn through `ip netns exec`
   std::vector<bool> cut_;
   std::vector<std::size_t> group_;
 };
