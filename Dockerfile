@@ -13,6 +13,7 @@ RUN apt-get update \
       libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev \
       liblmdb-dev \
       libprotobuf-dev protobuf-compiler \
+      libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -35,6 +36,7 @@ RUN apt-get update \
       libcaf-io0.17 \
       liblmdb0 \
       libprotobuf32 \
+      libssl3 \
       zlib1g \
  && rm -rf /var/lib/apt/lists/*
 # A fixed uid/gid (k8s/base runs as 10001 with fsGroup 10001); the data directory is the only

@@ -112,6 +112,9 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
       return 2;
     }
     auth = std::move(*loaded);
+    if (!auth.enabled())
+      log(log_level::warn, component,
+          cfg.api_tokens_file + " lists no tokens: the HTTP API is open to anyone who reaches it");
     std::string open;
     for (const auto& r : cfg.auth_open_routes)
       open += (open.empty() ? "" : ", ") + r;

@@ -250,9 +250,15 @@ node_launch pod_launch(const json::array& objects, const std::string& pod_name,
               std::ofstream{fs::path(local) / std::string(file)} << std::string(text.as_string());
             known = true;
           }
+          if (auto secret_name = string_at(v, "/secret/secretName"); !secret_name.empty()) {
+            const auto& secret = find_object(objects, "Secret", secret_name);
+            for (const auto& [file, text] : secret.at("data").as_object())
+              std::ofstream{fs::path(local) / std::string(file)} << base64_decode(std::string(text.as_string()));
+            known = true;
+          }
         }
       if (!known)
-        throw std::runtime_error("volume " + name + ": neither a claim template nor a configMap");
+        throw std::runtime_error("volume " + name + ": neither a claim template, a configMap nor a secret");
       mounts.emplace_back(string_at(m, "/mountPath"), local);
     }
   }
