@@ -297,6 +297,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   cs.failure_detector.acceptable_pause = cfg.acceptable_heartbeat_pause;
   cs.stable_after = cfg.stable_after;
   cs.seed_timeout = cfg.seed_timeout;
+  cs.required_contact_points = cfg.required_contact_points;
   cs.services = {{"region", region},
                  {"log", log_server},
                  {"tables", table_store},

@@ -249,6 +249,10 @@ std::vector<option> options() {
      "unreachable members are downed (or this node exits, on the minority side) after the "
      "reachability view was stable this long",
      duration_setter(&node_config::stable_after, 100)},
+    {"required-contact-points", std::to_string(d.required_contact_points),
+     "the first seed forms a new cluster only when the seeds expand to at least this many "
+     "addresses, its own included (Kubernetes: the replica count; 0: no such condition)",
+     int_setter(&node_config::required_contact_points, 0, 1000)},
     {"min-members", std::to_string(d.min_members),
      "no shard is allocated before this many members are up (a new cluster then spreads them "
      "at once instead of moving them as nodes join)",

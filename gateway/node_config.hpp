@@ -59,6 +59,7 @@ struct node_config {
   std::chrono::milliseconds acceptable_heartbeat_pause{800};
   std::chrono::milliseconds stable_after{3'000};
   std::size_t min_members = 1;
+  std::size_t required_contact_points = 0; ///< seed addresses needed to form a new cluster
   std::chrono::milliseconds rebalance_interval{2'000};
   std::size_t max_simultaneous_rebalance = 4;
   std::chrono::milliseconds route_timeout{3'000};

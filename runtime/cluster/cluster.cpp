@@ -180,6 +180,8 @@ struct daemon_state {
   std::vector<std::string> join_queue; ///< addresses of this round (ip:port), tried in order
   std::size_t join_index = 0;
   std::size_t cluster_answers = 0; ///< answers of this round from nodes already in a cluster
+  std::size_t contact_points = 0;  ///< addresses the seeds expanded to this round (own included)
+  std::size_t logged_contact_points = static_cast<std::size_t>(-1); ///< the count last logged as too few
   bool first_seed = false;
   bool join_round = false;
 
@@ -625,8 +627,20 @@ void join_round_failed(self_ptr self) {
   auto& st = self->state;
   st.join_round = false;
   const auto waited = clock_type::now() - st.join_started;
+  const bool enough = st.settings.seeds.empty()
+                      || st.contact_points >= st.settings.required_contact_points;
   if ((st.first_seed || st.join_queue.empty()) && st.cluster_answers == 0
-      && (waited >= st.settings.seed_timeout || st.settings.seeds.empty())) {
+      && (waited >= st.settings.seed_timeout || st.settings.seeds.empty()) && !enough
+      && st.logged_contact_points != st.contact_points) {
+    st.logged_contact_points = st.contact_points;
+    log(log_level::warn, component,
+        "the seeds expand to " + std::to_string(st.contact_points) + " of the "
+          + std::to_string(st.settings.required_contact_points)
+          + " addresses required to form a new cluster (required-contact-points); waiting for "
+            "more to resolve or for a cluster to answer");
+  }
+  if ((st.first_seed || st.join_queue.empty()) && st.cluster_answers == 0
+      && (waited >= st.settings.seed_timeout || st.settings.seeds.empty()) && enough) {
     membership view;
     auto me = st.self;
     me.status = member_status::up;
@@ -719,7 +733,7 @@ void start_join_round(self_ptr self) {
     for (auto& a : list.addresses)
       if (std::find(list.own.begin(), list.own.end(), a) == list.own.end())
         others.push_back(a);
-    c->send(me, attempt_atom::value, std::move(others), first);
+    c->send(me, attempt_atom::value, std::move(others), first, list.addresses.size());
   });
 }
 
@@ -862,9 +876,10 @@ caf::behavior daemon_actor(self_ptr self, cluster_settings settings, member me,
     },
     // joining
     [=](attempt_atom) { start_join_round(self); },
-    [=](attempt_atom, std::vector<std::string>& addresses, bool first) {
+    [=](attempt_atom, std::vector<std::string>& addresses, bool first, std::size_t expanded) {
       auto& st = self->state;
       st.first_seed = first;
+      st.contact_points = expanded;
       st.join_queue = std::move(addresses);
       st.join_index = 0;
       join_next(self);

@@ -44,6 +44,10 @@ struct cluster_settings {
   phi_settings failure_detector;
   std::chrono::milliseconds stable_after{3000};
   std::chrono::milliseconds seed_timeout{5000};
+  /// The first seed forms a new cluster only when the seeds expand to at least this many
+  /// addresses (its own included): on Kubernetes, the replica count, so that a pod that sees too
+  /// few of the others in DNS yet cannot start a cluster of its own. 0: no such condition.
+  std::size_t required_contact_points = 0;
   /// The actors this node offers to the others, by name (published with its membership).
   service_map services;
   /// The daemon decided this node must stop (downed, minority, refused, left): called once,

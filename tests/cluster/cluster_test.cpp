@@ -533,3 +533,33 @@ TEST_CASE("a node with another secret or shard count is refused, and garbage on 
       CHECK(c.running(i));
   }
 }
+
+TEST_CASE("seeds that expand to fewer addresses than required-contact-points form no cluster, "
+          "and the first seed says why",
+          "[cluster]") {
+  test_cluster c{{.nodes = 2, .args = quick_args(1)}};
+  for (std::size_t i = 0; i < 2; ++i)
+    c.node_args(i) = {"--required-contact-points", "3"};
+  for (std::size_t i = 0; i < 2; ++i) {
+    c.start(i);
+    REQUIRE(c.wait_http(i, 30s));
+  }
+  const std::string line = "the seeds expand to 2 of the 3 addresses required to form a new cluster";
+  REQUIRE(wait_until([&] { return c.log(0).find(line) != std::string::npos; }, 20s));
+  // Past seed-timeout and with both nodes up, nobody formed a cluster: neither is ready.
+  for (std::size_t i = 0; i < 2; ++i) {
+    INFO(c.describe());
+    CHECK(c.get(i, "/ready").status == 503);
+    auto r = c.get(i, "/cluster/members");
+    INFO(r.body);
+    CHECK(r.status == 200);
+    CHECK(body_json(r).at("members").as_array().empty());
+  }
+  // With the two addresses required that the seeds give, they form one cluster.
+  for (std::size_t i = 0; i < 2; ++i) {
+    CHECK(c.stop(i) == 0);
+    c.node_args(i) = {"--required-contact-points", "2"};
+  }
+  c.start_all();
+  REQUIRE(c.wait_members_up(2));
+}
