@@ -14,9 +14,13 @@ packages=(
   wrk curl procps                             # load generator for bench/, probes in scripts
   libssl-dev openssl                          # HTTPS (Asio SSL); openssl makes the tests' certificates
   prometheus                                  # promtool: the /metrics lint test
-  kubernetes-client python3-yaml              # kubectl 1.20 (kustomize v2.0.3) renders k8s/ in the
-                                              # deploy tests; a helper turns its YAML into JSON
+  python3-yaml                                # the deploy tests turn rendered YAML into JSON
 )
+# kubectl renders k8s/ in the deploy tests: Debian's kubernetes-client (kubectl 1.20, kustomize
+# v2.0.3, what k8s/ is written for), unless a kubectl is already installed — e.g. Google's
+# `kubectl` package, which owns the same path (installing both conflicts); k8s/ renders with its
+# kustomize v5 too (deprecation warnings only).
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 
 missing=()
 for p in "${packages[@]}"; do
