@@ -24,6 +24,7 @@ std::span<const route_spec> served_routes() {
     {"GET", "/ready"},
     {"GET", "/metrics"},
     {"GET", "/openapi.json"},
+    {"GET", "/dashboard"},
     {"GET", "/cluster/members"},
     {"GET", "/cluster/shards"},
     {"GET", "/events"},
@@ -495,6 +496,14 @@ void api::operator()(http_request&& req, responder respond) const {
       return fail(method_not_allowed("GET"));
     return respond(json_response(200, std::string(openapi_document())));
   }
+  if (seg.size() == 1 && seg[0] == "dashboard") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    auto r = json_response(200, std::string(dashboard_page()));
+    r.content_type = "text/html; charset=utf-8";
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    return respond(std::move(r));
+  }
   if (seg.size() == 1 && seg[0] == "metrics") {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
@@ -712,7 +721,8 @@ void api::cluster_shards(responder respond) const {
     if (m.status == cluster::member_status::up && (oldest == nullptr || m.age < oldest->age))
       oldest = &m;
   auto render = [state, version = version, shards = std::move(shards), oldest = oldest ? oldest->name : std::string{},
-                 respond](std::map<shard_id, std::uint64_t> entities) {
+                 respond](bridge::census census) {
+    const auto& entities = census.entities;
     json::array out;
     for (std::size_t s = 0; s < shards.size(); ++s) {
       const auto& e = shards[s];
@@ -727,10 +737,15 @@ void api::cluster_shards(responder respond) const {
         {"entities", n == entities.end() ? std::uint64_t{0} : n->second},
       });
     }
+    // Per node: what its entities appended since it started (a dashboard's write rate).
+    json::array nodes;
+    for (const auto& [node, appended] : census.events_appended)
+      nodes.push_back(json::object{{"node", node}, {"eventsAppended", appended}});
     respond(json_response(200, json::serialize(json::object{
                                  {"coordinator", oldest.empty() ? json::value(nullptr) : json::value(oldest)},
                                  {"version", version},
                                  {"shards", std::move(out)},
+                                 {"nodes", std::move(nodes)},
                                })));
   };
   if (ctx_.entity_counts)

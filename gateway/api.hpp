@@ -34,6 +34,8 @@ std::span<const route_spec> served_routes();
 
 /// The OpenAPI 3.0 document of the API: gateway/openapi.json, embedded at build time.
 std::string_view openapi_document();
+/// The dashboard page (gateway/dashboard.html, compiled in).
+std::string_view dashboard_page();
 
 /// What the API needs from the node. Everything is owned by the node and outlives the API.
 struct api_context {
@@ -50,7 +52,7 @@ struct api_context {
   /// Where the shards live as this node knows it (GET /cluster/shards; readiness).
   const sharding::shard_directory* shards = nullptr;
   /// Live entities per shard of every reachable node (GET /cluster/shards), asynchronously.
-  std::function<void(std::function<void(std::map<shard_id, std::uint64_t>)>)> entity_counts;
+  std::function<void(std::function<void(bridge::census)>)> entity_counts;
   const authorizer* auth = nullptr; ///< bearer tokens (unset, or none configured: open)
 };
 

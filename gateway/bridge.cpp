@@ -31,8 +31,8 @@ struct info_msg {
 
 /// A fan-out for GET /cluster/shards; local only (carries a callback).
 struct counts_msg {
-  std::vector<caf::actor> regions;
-  std::function<void(std::map<shard_id, std::uint64_t>)> done;
+  std::vector<std::pair<std::string, caf::actor>> regions;
+  std::function<void(bridge::census)> done;
 };
 
 } // namespace
@@ -168,8 +168,8 @@ caf::behavior bridge_actor(self_ptr self, caf::actor region, std::chrono::millis
     [=](counts_msg& msg) {
       struct gather {
         std::size_t waiting = 0;
-        std::map<shard_id, std::uint64_t> counts;
-        std::function<void(std::map<shard_id, std::uint64_t>)> done;
+        bridge::census counts;
+        std::function<void(bridge::census)> done;
       };
       auto g = std::make_shared<gather>();
       g->waiting = msg.regions.size();
@@ -180,12 +180,13 @@ caf::behavior bridge_actor(self_ptr self, caf::actor region, std::chrono::millis
         if (--g->waiting == 0)
           g->done(std::move(g->counts));
       };
-      for (auto& region : msg.regions)
+      for (auto& [node, region] : msg.regions)
         self->request(region, std::chrono::seconds(1), sharding::stats_atom::value)
           .then(
-            [=](sharding::shard_stats& s) {
+            [=, node = node](sharding::shard_stats& s) {
               for (std::size_t i = 0; i < s.shards.size() && i < s.entities.size(); ++i)
-                g->counts[s.shards[i]] = s.entities[i];
+                g->counts.entities[s.shards[i]] = s.entities[i];
+              g->counts.events_appended[node] = s.events_appended;
               one_done();
             },
             [=](caf::error&) { one_done(); });
@@ -224,8 +225,8 @@ void bridge::entity_info(entity_id id, std::function<void(info_answer)> done) co
   caf::anon_send(actor_, info_msg{{std::move(id)}, std::move(done)});
 }
 
-void bridge::entity_counts(std::vector<caf::actor> regions,
-                           std::function<void(std::map<shard_id, std::uint64_t>)> done) const {
+void bridge::entity_counts(std::vector<std::pair<std::string, caf::actor>> regions,
+                           std::function<void(census)> done) const {
   caf::anon_send(actor_, counts_msg{std::move(regions), std::move(done)});
 }
 

@@ -68,10 +68,17 @@ public:
   /// how far its stream and snapshot are; `done` runs exactly once, on a CAF thread.
   void entity_info(entity_id id, std::function<void(info_answer)> done) const;
 
-  /// Asks every region in `regions` for its live entities per shard (1 s at most each) and calls
-  /// `done` once with what came back (shard → entities), on a CAF thread.
-  void entity_counts(std::vector<caf::actor> regions,
-                     std::function<void(std::map<shard_id, std::uint64_t>)> done) const;
+  /// What the regions reported: live entities per shard, events appended per node.
+  struct census {
+    std::map<shard_id, std::uint64_t> entities;             ///< shard → live entities
+    std::map<std::string, std::uint64_t> events_appended;   ///< node → since it started
+  };
+
+  /// Asks every region in `regions` (node name, region) for its live entities per shard and
+  /// the events its entities appended (1 s at most each) and calls `done` once with what came
+  /// back, on a CAF thread.
+  void entity_counts(std::vector<std::pair<std::string, caf::actor>> regions,
+                     std::function<void(census)> done) const;
 
   /// The bridge actor (to stop it with the rest of the system).
   const caf::actor& actor() const noexcept { return actor_; }

@@ -328,11 +328,11 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                     read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name,
                     cfg.number_of_shards, [node] { return node->state(); }, directory.get(),
                     [&entities, directory](auto done) {
-                      std::vector<caf::actor> regions;
+                      std::vector<std::pair<std::string, caf::actor>> regions;
                       auto state = directory->cluster();
                       for (const auto& m : state.view.members)
                         if (auto r = state.service(m.id, "region"); r && state.reaches(m.id))
-                          regions.push_back(r);
+                          regions.emplace_back(m.name, r);
                       entities.entity_counts(std::move(regions), std::move(done));
                     },
                     &auth}};

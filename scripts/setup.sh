@@ -15,6 +15,7 @@ packages=(
   libssl-dev openssl                          # HTTPS (Asio SSL); openssl makes the tests' certificates
   prometheus                                  # promtool: the /metrics lint test
   python3-yaml                                # the deploy tests turn rendered YAML into JSON
+  chromium                                    # the dashboard test renders GET /dashboard headless
 )
 # kubectl renders k8s/ in the deploy tests: Debian's kubernetes-client (kubectl 1.20, kustomize
 # v2.0.3, what k8s/ is written for), unless a kubectl is already installed — e.g. Google's

@@ -140,11 +140,12 @@ using stats_atom = caf::atom_constant<caf::atom("sh_stats")>;
 struct shard_stats {
   std::vector<shard_id> shards;
   std::vector<std::uint64_t> entities;
+  std::uint64_t events_appended = 0; ///< by this region's entities since the node started
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, shard_stats& x) {
-  return f(caf::meta::type_name("shard_stats"), x.shards, x.entities);
+  return f(caf::meta::type_name("shard_stats"), x.shards, x.entities, x.events_appended);
 }
 
 } // namespace kontor::sharding

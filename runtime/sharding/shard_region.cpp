@@ -494,6 +494,7 @@ caf::behavior region_actor(self_ptr self, shared_settings settings,
     [=](stats_atom) {
       auto& st = self->state;
       shard_stats out;
+      out.events_appended = st.settings->stats->events_appended.load();
       for (shard_id s = 0; s < st.shards.size(); ++s)
         if (st.shards[s]) {
           out.shards.push_back(s);

@@ -90,6 +90,17 @@ wait_outcome wait_spread(test_cluster& c, const std::vector<std::size_t>& nodes,
     timeout);
 }
 
+void start_three(test_cluster& c, bool spread) {
+  using namespace std::chrono_literals;
+  for (std::size_t i = 0; i < 3; ++i)
+    c.start(i);
+  for (std::size_t i = 0; i < 3; ++i)
+    REQUIRE(c.wait_ready(i, 30s));
+  REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
+  if (spread)
+    REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+}
+
 json::array events_of(test_cluster& c, std::size_t i, const std::string& id) {
   json::array out;
   for (std::uint64_t from = 1;;) {

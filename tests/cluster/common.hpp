@@ -40,6 +40,10 @@ wait_outcome wait_spread(test_cluster& c, const std::vector<std::size_t>& nodes,
                          const std::set<std::string>& names,
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+/// Starts nodes 0, 1 and 2, waits until they are ready and all three up, and (when `spread`)
+/// until the shards are spread over them.
+void start_three(test_cluster& c, bool spread = false);
+
 /// The events of an account through node i (all pages of its audit log).
 boost::json::array events_of(test_cluster& c, std::size_t i, const std::string& id);
 

@@ -202,12 +202,7 @@ TEST_CASE("a rolling update of 3 nodes under the command mix: every request answ
           "retried), each node exits 0, nothing acknowledged is lost",
           "[cluster]") {
   test_cluster c{{.nodes = 3, .args = quick_args()}};
-  for (std::size_t i = 0; i < 3; ++i)
-    c.start(i);
-  for (std::size_t i = 0; i < 3; ++i)
-    REQUIRE(c.wait_ready(i, 30s));
-  REQUIRE(c.wait_members_up({0, 1, 2}, {0, 1, 2}));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
 
   mix_load load;
   for (int a = 0; a < 30; ++a) {

@@ -2,37 +2,33 @@
 // client: the handshake and a command work, the certificate is checked, plain HTTP to the TLS
 // port gets nothing, and a half or bad TLS configuration stops the start.
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 
 #include "tests/component/node_fixture.hpp"
+#include "tests/support/command.hpp"
 #include "tests/support/wait.hpp"
 
 using namespace kontor::test;
 
 namespace {
 
-/// Runs a shell command; its exit status and standard output.
-std::pair<int, std::string> shell(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  REQUIRE(p != nullptr);
-  std::array<char, 4096> buf{};
-  while (auto n = std::fread(buf.data(), 1, buf.size(), p))
-    out.append(buf.data(), n);
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+/// curl's exit code and what it printed: the body, then " <status>".
+std::pair<int, std::string> curl(const std::string& ca, const std::string& url,
+                                 const std::vector<std::string>& more = {}) {
+  std::vector<std::string> argv{"curl", "-s", "-m", "10", "-o", "-", "-w", " %{http_code}", "--cacert", ca};
+  argv.insert(argv.end(), more.begin(), more.end());
+  argv.push_back(url);
+  auto r = run_command(argv, std::chrono::seconds(20));
+  return {r.exit_code, r.out};
 }
 
 /// A self-signed certificate for 127.0.0.1 and its key in `dir`.
 void make_certificate(const std::filesystem::path& dir, const std::string& name) {
-  auto [rc, out] = shell("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-                         "-addext subjectAltName=IP:127.0.0.1 -keyout "
-                         + (dir / (name + ".key")).string() + " -out " + (dir / (name + ".crt")).string()
-                         + " 2>&1");
-  INFO(out);
-  REQUIRE(rc == 0);
+  auto r = run_command({"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                        (dir / (name + ".key")).string(), "-out", (dir / (name + ".crt")).string()});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
 }
 
 } // namespace
@@ -49,32 +45,31 @@ TEST_CASE("with a TLS certificate the node speaks HTTPS: the handshake, a comman
   INFO(node.log());
   REQUIRE(node.wait_port());
   const auto base = "https://127.0.0.1:" + std::to_string(node.port());
-  const std::string curl = "curl -s -m 10 -o - -w ' %{http_code}' --cacert ";
-  REQUIRE(wait_until([&] { return shell(curl + crt + " " + base + "/ready").second.find(" 200") != std::string::npos; }));
+  REQUIRE(wait_until([&] { return curl(crt, base + "/ready").second.find(" 200") != std::string::npos; }));
 
-  auto [rc, health] = shell(curl + crt + " " + base + "/health");
+  auto [rc, health] = curl(crt, base + "/health");
   INFO(health);
   CHECK(rc == 0);
   CHECK(health.size() >= 4);
   CHECK(health.substr(health.size() - 4) == " 200");
 
-  auto [rc2, opened] = shell(curl + crt + " -H 'Content-Type: application/json' -d '"
-                             + open_body("tls-1", 0) + "' " + base + "/accounts");
+  auto [rc2, opened] = curl(crt, base + "/accounts",
+                            {"-H", "Content-Type: application/json", "-d", open_body("tls-1", 0)});
   INFO(opened);
   CHECK(rc2 == 0);
   CHECK(opened.find("\"id\":\"tls-1\"") != std::string::npos);
   CHECK(opened.substr(opened.size() - 4) == " 201");
-  auto [rc3, read] = shell(curl + crt + " " + base + "/accounts/tls-1?consistent=true");
+  auto [rc3, read] = curl(crt, base + "/accounts/tls-1?consistent=true");
   CHECK(read.substr(read.size() - 4) == " 200");
 
   // Another certificate is not trusted: curl refuses (exit 60, peer certificate not verified).
-  auto [rc4, untrusted] = shell(curl + (dir.path() / "other.crt").string() + " " + base + "/health");
+  auto [rc4, untrusted] = curl((dir.path() / "other.crt").string(), base + "/health");
   INFO(untrusted);
   CHECK(rc4 == 60);
   // Plain HTTP to the TLS port gets no HTTP answer, and the node keeps serving.
   http_client plain{node.port(), 3000};
   CHECK(plain.get("/health").status == 0);
-  auto [rc5, again] = shell(curl + crt + " " + base + "/health");
+  auto [rc5, again] = curl(crt, base + "/health");
   CHECK(again.substr(again.size() - 4) == " 200");
   CHECK(node.log().find("HTTP over TLS (1.2 or newer) with " + crt) != std::string::npos);
 }
