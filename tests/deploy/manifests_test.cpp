@@ -75,8 +75,9 @@ std::string source_file(const std::string& relative) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// The packages the last stage of the Dockerfile installs with apt-get install.
-std::set<std::string> runtime_stage_packages(const std::string& dockerfile) {
+/// The packages the last stage of the Dockerfile installs with apt-get install (unused in a
+/// build not made like the image: see tests/deploy/CMakeLists.txt).
+[[maybe_unused]] std::set<std::string> runtime_stage_packages(const std::string& dockerfile) {
   // Join continuation lines, then keep the lines after the last FROM.
   std::string joined = std::regex_replace(dockerfile, std::regex{"\\\\\n"}, " ");
   std::istringstream lines{joined};
