@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -32,16 +33,23 @@ namespace {
 class rotation {
 public:
   void add(std::size_t node, endpoint e) {
-    std::lock_guard lock{mutex_};
-    endpoints_[node] = e;
-    ++generation_;
+    {
+      std::lock_guard lock{mutex_};
+      endpoints_[node] = e;
+      ++generation_;
+    }
+    changed_.notify_all();
   }
   void remove(std::size_t node) {
-    std::lock_guard lock{mutex_};
-    endpoints_.erase(node);
-    ++generation_;
+    {
+      std::lock_guard lock{mutex_};
+      endpoints_.erase(node);
+      ++generation_;
+    }
+    changed_.notify_all();
   }
-  /// A node of the rotation picked by `pick`, with its endpoint and the rotation's generation.
+  /// A node of the rotation picked by `pick`, with its endpoint and the rotation's generation;
+  /// false when the rotation is empty (the update takes out one node of three at a time).
   bool choose(std::uint64_t pick, std::size_t& node, endpoint& e, std::uint64_t& generation) {
     std::lock_guard lock{mutex_};
     if (endpoints_.empty())
@@ -53,9 +61,16 @@ public:
     generation = generation_;
     return true;
   }
+  /// Waits until the rotation is no longer at `generation`, at most `timeout`: a client's retry
+  /// back-off that ends early when a node leaves or returns.
+  void wait_change(std::uint64_t generation, std::chrono::milliseconds timeout) {
+    std::unique_lock lock{mutex_};
+    changed_.wait_for(lock, timeout, [&] { return generation_ != generation; });
+  }
 
 private:
   std::mutex mutex_;
+  std::condition_variable changed_;
   std::map<std::size_t, endpoint> endpoints_;
   std::uint64_t generation_ = 0;
 };
@@ -147,8 +162,8 @@ private:
         endpoint e;
         std::uint64_t generation = 0;
         if (!r.choose(rng(), node, e, generation)) {
-          std::this_thread::sleep_for(10ms); // nothing in rotation: a client backs off
-          continue;
+          record_failure(c, "no node in the rotation");
+          break;
         }
         auto& slot = clients[node];
         if (!slot.second || slot.first != generation) {
@@ -159,9 +174,20 @@ private:
         ++answered_;
         if (record(c, res, attempt))
           break;
-        std::this_thread::sleep_for(20ms); // a client's retry back-off
+        r.wait_change(generation, 20ms); // a client's retry back-off
       }
     }
+  }
+
+  /// Records a command that failed (`what` happened), with the first 20 for the report.
+  void failure(const command& c, const std::string& what) {
+    ++failed_;
+    if (failures_.size() < 20)
+      failures_.push_back(c.method + " " + c.target + " " + c.body + " -> " + what);
+  }
+  void record_failure(const command& c, const std::string& what) {
+    std::lock_guard lock{mutex_};
+    failure(c, what);
   }
 
   /// Records an answer; false when the command is to be sent again (a 503, within bounds).
@@ -175,10 +201,7 @@ private:
     const bool ok = res.status == 200 || res.status == 201;
     const bool business = res.status == 400 || res.status == 409;
     if (!ok && !business) {
-      ++failed_;
-      if (failures_.size() < 20)
-        failures_.push_back(c.method + " " + c.target + " " + c.body + " -> " + std::to_string(res.status)
-                            + " " + res.body);
+      failure(c, std::to_string(res.status) + " " + res.body);
     } else if (ok && !c.tx.empty()) {
       acked_[c.account].push_back(c.tx);
     }
