@@ -182,9 +182,7 @@ TEST_CASE("three nodes from the 3-node config form a cluster: all up, shards spr
 TEST_CASE("one writer per account across the gateways: the seeds' race and 16x50 purchases",
           "[cluster]") {
   test_cluster c{{.nodes = 3, .args = quick_args()}};
-  c.start_all();
-  REQUIRE(c.wait_members_up(3));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
 
   // The seeds' race: balance 700, purchases of 500 and 700 at once through two gateways.
   for (int round = 0; round < 20; ++round) {
@@ -265,9 +263,7 @@ TEST_CASE("SIGTERM of the oldest under load: its shards and singletons move, it 
           "nothing acknowledged is lost",
           "[cluster]") {
   test_cluster c{{.nodes = 3, .args = quick_args()}};
-  c.start_all();
-  REQUIRE(c.wait_members_up(3));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
   auto members = c.members(0);
   REQUIRE(members);
   const auto leaving = c.index_of(oldest_up(*members));
@@ -310,9 +306,7 @@ TEST_CASE("kill -9 of a node: unreachable, then downed, its shards answer 503 un
           "with all their events, the others serve throughout",
           "[cluster]") {
   test_cluster c{{.nodes = 3, .args = quick_args()}};
-  c.start_all();
-  REQUIRE(c.wait_members_up(3));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
   auto members = c.members(0);
   REQUIRE(members);
   // A node that is not the oldest (the coordinator's move is the next test).
@@ -387,9 +381,7 @@ TEST_CASE("SIGSTOP shorter than stable-after moves nothing, and after kill -9 of
   auto args = quick_args();
   args.insert(args.end(), {"--stable-after", "5s"});
   test_cluster c{{.nodes = 3, .args = args}};
-  c.start_all();
-  REQUIRE(c.wait_members_up(3));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
   auto members = c.members(0);
   REQUIRE(members);
   const auto oldest = c.index_of(oldest_up(*members));

@@ -19,9 +19,7 @@ TEST_CASE("explain through every node of three names the owner of /cluster/shard
           "answers for the entity, and with the owner killed the others say why",
           "[cluster][explain]") {
   test_cluster c{{.nodes = 3, .args = quick_args()}};
-  c.start_all();
-  REQUIRE(c.wait_members_up(3));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
 
   const std::string id = "explained";
   REQUIRE(c.request(0, "POST", "/accounts", open_body(id)).status == 201);

@@ -417,9 +417,7 @@ void short_cut_changes_nothing() {
   auto args = quick_args(3);
   args.insert(args.end(), {"--stable-after", "5s"});
   test_cluster c{{.nodes = 3, .args = args, .lab = &lab}};
-  c.start_all();
-  REQUIRE(c.wait_members_up(3));
-  REQUIRE(wait_spread(c, {0, 1, 2}, {c.name(0), c.name(1), c.name(2)}));
+  start_three(c, true);
   auto members = c.members(0);
   REQUIRE(members);
   // The oldest: it leads and runs the coordinator, so a wrong takeover would show.
