@@ -3,6 +3,7 @@
 
 #include "runtime/persistence/file_preallocator.hpp"
 #include "test_support.hpp"
+#include "tests/support/wait.hpp"
 
 using namespace kontor;
 using namespace kontor::persistence;
@@ -20,13 +21,7 @@ std::uint64_t size_of(const std::filesystem::path& p) {
 /// Polls `pred` until it holds (true) or 20 s pass (false).
 template <class Pred>
 bool eventually(Pred pred) {
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(2ms); // poll until the deadline
-  }
-  return true;
+  return kontor::test::wait_until(pred, 20s);
 }
 
 /// A file of `pages` 4 KiB pages of 'x', standing in for an owner's data.

@@ -289,27 +289,13 @@ private:
 /// Waits until the journal's index reaches `offset` (true) or `timeout` passes (false).
 inline bool wait_for_index(const journal& j, log_offset offset,
                            std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (lmdb_index_watermark(j).value_or(0) >= offset)
-      return true;
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds{2}); // poll until the deadline
-  }
+  return kontor::test::wait_until([&] { return lmdb_index_watermark(j).value_or(0) >= offset; }, timeout);
 }
 
 /// Waits until the journal reports more than `seen` failed index commits (true) or `timeout`.
 inline bool wait_for_index_failures(const journal& j, std::uint64_t seen,
                                     std::chrono::milliseconds timeout = std::chrono::seconds{20}) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  for (;;) {
-    if (lmdb_index_failures(j).value_or(0) > seen)
-      return true;
-    if (std::chrono::steady_clock::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds{2}); // poll until the deadline
-  }
+  return kontor::test::wait_until([&] { return lmdb_index_failures(j).value_or(0) > seen; }, timeout);
 }
 
 } // namespace kontor::persistence::test
