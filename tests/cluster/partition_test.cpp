@@ -146,10 +146,11 @@ private:
   std::vector<answer> answers_;
 };
 
-/// Node i's logs, for a failed check.
-void log_all(test_cluster& c) {
+/// Node i's logs and the lab's network state, for a failed check.
+void log_all(test_cluster& c, const netns_lab& lab) {
   for (std::size_t i = 0; i < c.size(); ++i)
     UNSCOPED_INFO("log of " << c.name(i) << ":\n" << c.log(i));
+  UNSCOPED_INFO("the lab's network:\n" << lab.describe());
 }
 
 /// A partition of `n` nodes into a losing side of `losing` nodes (the oldest among them when
@@ -249,7 +250,7 @@ void partition_scenario(std::size_t n, std::size_t losing, bool oldest_loses) {
     },
     30s);
   if (!exited)
-    log_all(c);
+    log_all(c, lab);
   REQUIRE(exited);
   for (auto i : lose) {
     INFO(c.name(i) << "'s log:\n" << c.log(i));
@@ -272,7 +273,7 @@ void partition_scenario(std::size_t n, std::size_t losing, bool oldest_loses) {
       return converged_up(v, std::vector<std::string>(keep_names.begin(), keep_names.end()));
     }, 20s);
     if (!down)
-      log_all(c);
+      log_all(c, lab);
     REQUIRE(down);
   }
   // Its oldest member runs the coordinator now (moved there only after the old one was down).
@@ -367,13 +368,13 @@ void partition_scenario(std::size_t n, std::size_t losing, bool oldest_loses) {
   for (auto i : lose) {
     auto ready = c.wait_ready(i, 30s);
     if (!ready)
-      log_all(c);
+      log_all(c, lab);
     REQUIRE(ready);
   }
   {
     auto up = c.wait_members_up(n, 30s);
     if (!up)
-      log_all(c);
+      log_all(c, lab);
     REQUIRE(up);
   }
   for (const auto& id : on_losing) {
@@ -463,7 +464,7 @@ void short_cut_changes_nothing() {
   {
     auto up = c.wait_members_up(3, 20s);
     if (!up)
-      log_all(c);
+      log_all(c, lab);
     REQUIRE(up);
   }
   for (std::size_t i = 0; i < 3; ++i) {

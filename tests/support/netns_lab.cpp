@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <filesystem>
@@ -51,11 +52,11 @@ struct command_result {
   std::string output; ///< stdout and stderr
 };
 
-/// Runs `ip ARGS...` and collects its output.
-command_result run_ip(const std::vector<std::string>& args) {
+/// Runs `program ARGS...` and collects its output.
+command_result run_program(const std::string& program, const std::vector<std::string>& args) {
   command_result out;
   std::vector<std::string> copy;
-  copy.push_back(ip_program());
+  copy.push_back(program);
   copy.insert(copy.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : copy)
@@ -94,6 +95,11 @@ command_result run_ip(const std::vector<std::string>& args) {
   }
   out.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+/// Runs `ip ARGS...` and collects its output.
+command_result run_ip(const std::vector<std::string>& args) {
+  return run_program(ip_program(), args);
 }
 
 std::string joined(const std::vector<std::string>& args) {
@@ -291,6 +297,16 @@ std::string netns_lab::group_bridge(std::size_t g) const {
   return name;
 }
 
+std::string netns_lab::group_bridge_mac(std::size_t g) const {
+  // Locally administered, one per lab and bridge. A bridge whose address was set keeps it; one
+  // left to the kernel takes the lowest address of its ports and changes as ports come and go,
+  // which leaves nodes with a cached root address that no bridge answers to after a heal.
+  char mac[18];
+  std::snprintf(mac, sizeof mac, "02:6b:%02x:00:00:%02x", static_cast<unsigned>(id_) & 0xffu,
+                static_cast<unsigned>(g) & 0xffu);
+  return mac;
+}
+
 std::string netns_lab::group_root_address(std::size_t g) const {
   return "10.77." + std::to_string(id_) + "." + std::to_string(254 - g);
 }
@@ -302,7 +318,7 @@ void netns_lab::check_node(std::size_t i) const {
 }
 
 void netns_lab::build() {
-  ip({"link", "add", bridge(), "type", "bridge"});
+  ip({"link", "add", bridge(), "address", group_bridge_mac(0), "type", "bridge"});
   ip({"addr", "add", root_address() + "/24", "dev", bridge()});
   ip({"link", "set", bridge(), "up"});
   for (std::size_t i = 0; i < size_; ++i) {
@@ -366,10 +382,11 @@ void netns_lab::partition(const std::vector<std::vector<std::size_t>>& groups) {
                                   + " is in no group");
   for (; bridges_ < groups.size(); ++bridges_) {
     auto br = group_bridge(bridges_);
-    ip({"link", "add", br, "type", "bridge"});
+    ip({"link", "add", br, "address", group_bridge_mac(bridges_), "type", "bridge"});
     ip({"addr", "add", group_root_address(bridges_) + "/32", "dev", br});
     ip({"link", "set", br, "up"});
   }
+  bool moved = false;
   for (std::size_t i = 0; i < size_; ++i) {
     auto g = *target[i];
     if (group_[i] == g)
@@ -381,7 +398,12 @@ void netns_lab::partition(const std::vector<std::vector<std::size_t>>& groups) {
     else
       ip({"route", "replace", host, "dev", group_bridge(g), "src", group_root_address(g)});
     group_[i] = g;
+    // What the node learnt of the root namespace's addresses belongs to its old bridge.
+    ip({"-n", namespace_name(i), "neigh", "flush", "all"});
+    moved = true;
   }
+  if (moved)
+    ip({"neigh", "flush", "to", "10.77." + std::to_string(id_) + ".0/24"});
 }
 
 void netns_lab::heal() {
@@ -392,6 +414,55 @@ void netns_lab::heal() {
   for (std::size_t i = 0; i < size_; ++i)
     if (cut_[i])
       restore(i);
+  // The group bridges go: their root addresses must not linger as sources of old connections.
+  for (; bridges_ > 1; --bridges_)
+    ip({"link", "del", group_bridge(bridges_ - 1)});
+}
+
+std::map<std::string, std::string> netns_lab::neighbours(std::size_t i) const {
+  auto r = run_ip({"-n", namespace_name(i), "neigh", "show"});
+  if (r.code != 0)
+    throw std::runtime_error("netns_lab: `ip -n " + namespace_name(i) + " neigh show` failed: " + r.output);
+  // "10.77.3.254 dev kp3-1 lladdr 02:6b:03:00:00:00 REACHABLE"
+  std::map<std::string, std::string> out;
+  std::istringstream lines{r.output};
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words{line};
+    std::string address, word;
+    words >> address;
+    while (words >> word)
+      if (word == "lladdr" && words >> word)
+        out[address] = word;
+  }
+  return out;
+}
+
+std::string netns_lab::describe() const {
+  std::string out;
+  auto show = [&](const std::vector<std::string>& args) {
+    out += "$ " + joined(args) + "\n" + run_ip(args).output;
+  };
+  show({"-br", "link", "show"});
+  show({"route", "show"});
+  show({"neigh", "show"});
+  for (std::size_t g = 0; g < bridges_; ++g) {
+    out += "$ bridge fdb show br " + group_bridge(g) + "\n";
+    // `bridge` is iproute2's too; run through ip's directory.
+    auto dir = ip_program().substr(0, ip_program().rfind('/') + 1);
+    std::string b = dir + "bridge";
+    if (::access(b.c_str(), X_OK) == 0) {
+      std::vector<std::string> args{"fdb", "show", "br", group_bridge(g)};
+      out += run_program(b, args).output;
+    }
+  }
+  for (std::size_t i = 0; i < size_; ++i) {
+    auto ns = namespace_name(i);
+    show({"-n", ns, "-br", "addr", "show"});
+    show({"-n", ns, "neigh", "show"});
+    show({"-n", ns, "route", "show"});
+    show({"netns", "exec", ns, "ss", "-tan"});
+  }
+  return out;
 }
 
 void netns_lab::set_hosts(const std::string& hosts) {

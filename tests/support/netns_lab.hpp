@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,7 +22,9 @@ namespace kontor::test {
 /// Faults: cut() takes a node's veth down (it reaches nobody, nobody reaches it); partition()
 /// moves each group's veths onto a bridge of its own, so links inside a group keep working while
 /// nothing crosses groups; the root namespace keeps reaching every node (group g's bridge has the
-/// root address 10.77.<id>.<254-g>/32 and a /32 route per node of the group).
+/// root address 10.77.<id>.<254-g>/32 and a /32 route per node of the group). Every bridge has a
+/// fixed MAC address, a moved node's neighbour cache is flushed, and heal() removes the group
+/// bridges: after it the network is as it was built.
 ///
 /// Ownership: a lab holds the lock file /run/kontor-lab/<id>.lock (flock) while it lives, and the
 /// kernel drops the lock when its process dies however it dies. The destructor removes everything
@@ -64,6 +67,10 @@ public:
   std::string veth(std::size_t i) const;
   /// The main bridge, kbr<id>.
   std::string bridge() const;
+  /// The main bridge's MAC address (fixed: 02:6b:<id>:00:00:00).
+  std::string bridge_mac() const { return group_bridge_mac(0); }
+  /// Node i's neighbour cache: address → MAC, for the entries that have one.
+  std::map<std::string, std::string> neighbours(std::size_t i) const;
 
   /// Cuts node i off: its veth goes down (nothing in or out, the root namespace included).
   void cut(std::size_t i);
@@ -82,6 +89,10 @@ public:
   }
   /// Every node on the main bridge and no node cut: all reach all again.
   void heal();
+  /// The lab's network state for a failure report: links with their MACs and bridges, routes,
+  /// neighbour caches and the bridges' forwarding tables of the root namespace, and each
+  /// namespace's addresses, neighbours and TCP sockets.
+  std::string describe() const;
   /// The group node i is in (0: the main bridge).
   std::size_t group_of(std::size_t i) const { return group_.at(i); }
 
@@ -115,6 +126,7 @@ private:
   void teardown() noexcept;
   std::string group_bridge(std::size_t g) const;
   std::string group_root_address(std::size_t g) const;
+  std::string group_bridge_mac(std::size_t g) const;
   void check_node(std::size_t i) const;
 
   int id_ = 0;
