@@ -101,6 +101,16 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     log(log_level::error, component, "tls-cert-file and tls-key-file go together: set both or neither");
     return 2;
   }
+  {
+    const int set = !cfg.cluster_tls_cert_file.empty() + !cfg.cluster_tls_key_file.empty()
+                    + !cfg.cluster_tls_ca_file.empty();
+    if (set != 0 && set != 3) {
+      log(log_level::error, component,
+          "cluster-tls-cert-file, cluster-tls-key-file and cluster-tls-ca-file go together: set all "
+          "three or none");
+      return 2;
+    }
+  }
   gateway::authorizer auth;
   if (cfg.api_tokens_file.empty()) {
     log(log_level::warn, component,
@@ -211,8 +221,12 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   });
   std::unique_ptr<projection::read_model> read_model;
   std::unique_ptr<gateway::account_queries> read_queries;
+  // Stops what runs so far (a start that fails half-way: the actor system's destructor waits for
+  // every actor, so one left running would hang the exit).
   auto stop_early = [&] {
     singletons.stop_all();
+    if (read_model)
+      caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
     for (auto& a : {log_server, table_store, region, entities.actor()})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   };
@@ -298,6 +312,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   cs.stable_after = cfg.stable_after;
   cs.seed_timeout = cfg.seed_timeout;
   cs.required_contact_points = cfg.required_contact_points;
+  cs.tls = {cfg.cluster_tls_cert_file, cfg.cluster_tls_key_file, cfg.cluster_tls_ca_file};
   cs.services = {{"region", region},
                  {"log", log_server},
                  {"tables", table_store},
@@ -318,7 +333,9 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   }
   auto* node = membership->get();
   if (node->port() != 0)
-    log(log_level::info, component, "cluster port " + std::to_string(node->port()));
+    log(log_level::info, component,
+        "cluster port " + std::to_string(node->port())
+          + (cs.tls.enabled() ? " (TLS 1.3, peers signed by " + cs.tls.ca_file + ")" : ""));
   *daemon = node->daemon();
   singletons.attach(node->daemon());
   sharding::attach_region(region, node->daemon(), coordinator);

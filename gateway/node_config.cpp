@@ -208,6 +208,16 @@ std::vector<option> options() {
      }},
     {"cluster-secret", "", "shared secret: a node with another one is refused",
      [](node_config& c, const std::string&, const std::string& t) { c.cluster_secret = t; }},
+    {"cluster-tls-cert-file", "",
+     "cluster port over TLS 1.3: this node's PEM certificate chain, signed by cluster-tls-ca-file "
+     "(set all three cluster-tls-* files or none; none: plaintext)",
+     [](node_config& c, const std::string&, const std::string& t) { c.cluster_tls_cert_file = t; }},
+    {"cluster-tls-key-file", "", "cluster port over TLS: the PEM private key of cluster-tls-cert-file",
+     [](node_config& c, const std::string&, const std::string& t) { c.cluster_tls_key_file = t; }},
+    {"cluster-tls-ca-file", "",
+     "cluster port over TLS: the cluster's CA (PEM); a peer is admitted, and connected to, only "
+     "with a certificate this CA signed",
+     [](node_config& c, const std::string&, const std::string& t) { c.cluster_tls_ca_file = t; }},
     {"tls-cert-file", "",
      "HTTPS: the server's PEM certificate chain (with tls-key-file); empty: plain HTTP",
      [](node_config& c, const std::string&, const std::string& t) { c.tls_cert_file = t; }},

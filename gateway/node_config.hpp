@@ -49,6 +49,9 @@ struct node_config {
   std::string cluster_advertise_address;           ///< empty: the bind address, or the host name
   std::vector<std::string> seeds;
   std::string cluster_secret;
+  std::string cluster_tls_cert_file; ///< cluster port TLS: this node's PEM certificate chain
+  std::string cluster_tls_key_file;  ///< its PEM private key
+  std::string cluster_tls_ca_file;   ///< the cluster's CA (PEM): peers need a certificate it signed
   std::string tls_cert_file; ///< HTTPS: PEM certificate chain (with tls_key_file)
   std::string tls_key_file;  ///< HTTPS: PEM private key
   std::string api_tokens_file; ///< bearer tokens and their scopes (empty: the API is open)

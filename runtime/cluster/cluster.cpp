@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
+#include <caf/io/basp_broker.hpp>
 
 #include "runtime/cluster/messages.hpp"
 #include "runtime/core/ids.hpp"
@@ -97,16 +99,16 @@ std::vector<std::string> resolve(const std::string& host) {
   return out;
 }
 
-/// Whether a TCP connection to ip:port opens within `timeout` (then closed at once).
-bool probe(const std::string& ip, std::uint16_t port, std::chrono::milliseconds timeout) {
+/// A non-blocking TCP connection to ip:port that opened within `timeout`; -1 when none did.
+int open_tcp(const std::string& ip, std::uint16_t port, std::chrono::milliseconds timeout) {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);
   if (::inet_pton(AF_INET, ip.c_str(), &addr.sin_addr) != 1)
-    return false;
+    return -1;
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
-    return false;
+    return -1;
   bool ok = false;
   int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   if (rc == 0) {
@@ -119,8 +121,22 @@ bool probe(const std::string& ip, std::uint16_t port, std::chrono::milliseconds 
       ok = ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0;
     }
   }
+  if (!ok) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+/// Whether a TCP connection to ip:port opens within `timeout` (then closed at once).
+bool probe(const std::string& ip, std::uint16_t port, std::chrono::milliseconds timeout) {
+  int fd = open_tcp(ip, port, timeout);
+  if (fd < 0)
+    return false;
   ::close(fd);
-  return ok;
+  return true;
 }
 
 /// The seeds, each host expanded to its addresses (config order, each host's addresses sorted),
@@ -498,8 +514,51 @@ template <class Tag>
 void spawn_connector(self_ptr self, const std::string& address) {
   auto me = caf::actor_cast<caf::actor>(self);
   auto mm = self->home_system().middleman().actor_handle();
-  self->spawn<caf::detached>([me, mm, address](caf::event_based_actor* c) -> caf::behavior {
+  auto tls = self->state.settings.tls_loaded;
+  self->spawn<caf::detached>([me, mm, address, tls](caf::event_based_actor* c) -> caf::behavior {
     auto split = split_address(address);
+    auto failed = [&] {
+      c->send(me, Tag::value, address, caf::actor{});
+      c->quit();
+      return caf::behavior{};
+    };
+    auto answer = [=](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
+      c->send(me, Tag::value, address, caf::actor_cast<caf::actor>(ptr));
+      c->quit();
+    };
+    auto fail = [=](caf::error&) {
+      c->send(me, Tag::value, address, caf::actor{});
+      c->quit();
+    };
+    if (tls) {
+      // TLS: the connection and its handshake are made here, then CAF's BASP broker does its
+      // own handshake over the session (as it would over a connection its middleman made).
+      if (!split)
+        return failed();
+      const auto deadline = clock_type::now() + connect_timeout;
+      for (const auto& ip : resolve(split->first)) {
+        int fd = open_tcp(ip, split->second, probe_timeout);
+        if (fd < 0)
+          continue;
+        auto ssl = tls->session(fd, false);
+        auto shaken = ssl ? handshake_until(ssl.get(), fd, deadline)
+                          : kontor::expected<void, std::string>{std::string{"out of memory"}};
+        if (!shaken) {
+          log(log_level::warn, component,
+              "TLS handshake with " + ip + ":" + std::to_string(split->second) + " ("
+                + address + ") failed: " + shaken.error());
+          ::close(fd);
+          continue;
+        }
+        auto& sys = c->home_system();
+        auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+        c->request(basp, connect_timeout, caf::connect_atom::value,
+                   make_scribe(sys, fd, std::move(ssl)), split->second)
+          .then(answer, fail);
+        return {[](caf::unit_t) {}};
+      }
+      return failed();
+    }
     bool open = false;
     if (split)
       for (const auto& ip : resolve(split->first))
@@ -507,21 +566,10 @@ void spawn_connector(self_ptr self, const std::string& address) {
           open = true;
           break;
         }
-    if (!open) {
-      c->send(me, Tag::value, address, caf::actor{});
-      c->quit();
-      return {};
-    }
+    if (!open)
+      return failed();
     c->request(mm, connect_timeout, caf::connect_atom::value, split->first, split->second)
-      .then(
-        [=](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) {
-          c->send(me, Tag::value, address, caf::actor_cast<caf::actor>(ptr));
-          c->quit();
-        },
-        [=](caf::error&) {
-          c->send(me, Tag::value, address, caf::actor{});
-          c->quit();
-        });
+      .then(answer, fail);
     return {[](caf::unit_t) {}};
   });
 }
@@ -1009,6 +1057,12 @@ kontor::expected<std::unique_ptr<cluster>, cluster_error> cluster::start(caf::ac
   auto id = load_or_create_node_id(settings.data_dir);
   if (!id)
     return id.error();
+  if (settings.tls.enabled()) {
+    auto tls = tls_context::load(settings.tls);
+    if (!tls)
+      return cluster_error{tls.error()};
+    settings.tls_loaded = std::move(*tls);
+  }
   std::unique_ptr<cluster> out{new cluster()};
   out->self_ = *id;
   out->shared_ = std::make_shared<shared>();
@@ -1039,6 +1093,7 @@ kontor::expected<std::unique_ptr<cluster>, cluster_error> cluster::start(caf::ac
     front_door_settings fs;
     fs.bind_address = settings.bind_address;
     fs.port = settings.port;
+    fs.tls = settings.tls_loaded;
     auto door = front_door::open(sys, out->daemon_, fs);
     if (!door) {
       caf::anon_send_exit(out->daemon_, caf::exit_reason::user_shutdown);

@@ -15,6 +15,7 @@
 #include "runtime/cluster/front_door.hpp"
 #include "runtime/cluster/member.hpp"
 #include "runtime/cluster/phi_detector.hpp"
+#include "runtime/cluster/tls.hpp"
 #include "runtime/core/expected.hpp"
 
 namespace kontor::cluster {
@@ -48,6 +49,11 @@ struct cluster_settings {
   /// addresses (its own included): on Kubernetes, the replica count, so that a pod that sees too
   /// few of the others in DNS yet cannot start a cluster of its own. 0: no such condition.
   std::size_t required_contact_points = 0;
+  /// The cluster port's TLS files (all empty: plaintext). With them, every connection between
+  /// members is mutually authenticated TLS 1.3 against the cluster's CA.
+  tls_settings tls;
+  /// Loaded from `tls` by start() (set: TLS on).
+  std::shared_ptr<const tls_context> tls_loaded;
   /// The actors this node offers to the others, by name (published with its membership).
   service_map services;
   /// The daemon decided this node must stop (downed, minority, refused, left): called once,

@@ -43,6 +43,9 @@ struct pending {
   int fd = -1;
   std::string peer;
   clock::time_point deadline;
+  short events = POLLIN | POLLRDHUP; ///< what the next step waits for
+  ssl_ptr ssl;                       ///< set once a TLS handshake began
+  bool shaken = false;               ///< the TLS handshake is done: waiting for the BASP one
 };
 
 std::string peer_of(const sockaddr_storage& sa) {
@@ -178,6 +181,7 @@ void front_door::run() {
   std::uint64_t unlogged = 0;
   auto minute_start = clock::now();
   auto drop = [&](pending& p, const std::string& why, bool quiet) {
+    p.ssl.reset();
     ::close(p.fd);
     p.fd = -1;
     dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -197,9 +201,54 @@ void front_door::run() {
     else
       ++unlogged;
   };
+  // CAF's BASP broker takes the connection as if its own acceptor had accepted it.
+  auto hand_over = [&](pending& p, caf::io::scribe_ptr scribe) {
+    p.fd = -1; // the scribe's now
+    p.ssl.reset();
+    admitted_.fetch_add(1, std::memory_order_relaxed);
+    caf::anon_send(basp_, caf::publish_atom::value, std::move(scribe), port_,
+                   caf::actor_cast<caf::strong_actor_ptr>(published_), std::set<std::string>{});
+  };
+  // A TLS connection's next step: the handshake, then a BASP client handshake inside it.
+  auto advance_tls = [&](pending& p, bool deadline_passed) {
+    auto waited = std::to_string(settings_.handshake_timeout.count()) + " ms";
+    if (!p.shaken) {
+      std::string why;
+      switch (handshake(p.ssl.get(), why)) {
+        case handshake_step::failed:
+          return drop(p, "TLS handshake failed: " + why, false);
+        case handshake_step::want_read:
+        case handshake_step::want_write: {
+          if (deadline_passed)
+            return drop(p, "no complete TLS handshake within " + waited, false);
+          p.events = SSL_want_write(p.ssl.get()) ? POLLOUT : POLLIN;
+          return;
+        }
+        case handshake_step::done:
+          p.shaken = true;
+          break;
+      }
+    }
+    std::array<char, basp::header_size> head{};
+    auto n = peek(p.ssl.get(), head.data(), head.size());
+    if (n < 0)
+      return drop(p, "closed after the TLS handshake", false);
+    if (static_cast<std::size_t>(n) < head.size()) {
+      if (deadline_passed)
+        return drop(p, "no cluster handshake within " + waited + " after TLS", false);
+      p.events = POLLIN | POLLRDHUP;
+      return;
+    }
+    if (auto why = check_handshake(*sys_, head.data(), head.size()); !why.empty())
+      return drop(p, "inside TLS: " + why, false);
+    auto fd = p.fd;
+    hand_over(p, make_scribe(*sys_, fd, std::move(p.ssl)));
+  };
   // Decides on a connection from what it has sent: drops it, hands it to CAF, or (when less
   // than a header arrived and the deadline is not reached) leaves it waiting.
   auto inspect = [&](pending& p, bool deadline_passed) {
+    if (p.ssl)
+      return advance_tls(p, deadline_passed);
     std::array<char, basp::header_size> head{};
     auto n = ::recv(p.fd, head.data(), head.size(), MSG_PEEK | MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -218,6 +267,26 @@ void front_door::run() {
                                : describe(head.data(), size) + ", and no more within " + waited,
                   false);
     }
+    const bool tls_hello = looks_like_tls(head.data(), head.size());
+    if (settings_.tls) {
+      if (tls_hello) {
+        int one = 1; // TLS records come in any size: wake on every byte from now on
+        ::setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
+        p.ssl = settings_.tls->session(p.fd, true);
+        if (!p.ssl)
+          return drop(p, "cannot start a TLS session (out of memory)", false);
+        return advance_tls(p, false);
+      }
+      if (check_handshake(*sys_, head.data(), head.size()).empty())
+        return drop(p, "a cluster peer without TLS, but this cluster port requires TLS (give the "
+                       "peer cluster-tls-cert-file, cluster-tls-key-file and cluster-tls-ca-file)",
+                    false);
+      return drop(p, describe(head.data(), head.size()), false);
+    }
+    if (tls_hello)
+      return drop(p, "a TLS client, but this cluster port is plaintext (no cluster-tls-* files "
+                     "set on this node)",
+                  false);
     if (auto why = check_handshake(*sys_, head.data(), head.size()); !why.empty())
       return drop(p, why, false);
     // A peer: CAF's BASP broker takes the socket as if its own acceptor had accepted it,
@@ -225,11 +294,7 @@ void front_door::run() {
     // wakes CAF's reader again.
     int one = 1;
     ::setsockopt(p.fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
-    auto scribe = sys_->middleman().backend().new_scribe(p.fd);
-    p.fd = -1;
-    admitted_.fetch_add(1, std::memory_order_relaxed);
-    caf::anon_send(basp_, caf::publish_atom::value, std::move(scribe), port_,
-                   caf::actor_cast<caf::strong_actor_ptr>(published_), std::set<std::string>{});
+    hand_over(p, sys_->middleman().backend().new_scribe(p.fd));
   };
   auto paused_until = clock::time_point{}; // accepting paused (out of file descriptors)
   std::vector<pollfd> fds;
@@ -238,7 +303,7 @@ void front_door::run() {
     fds.push_back({wakeup_, POLLIN, 0});
     fds.push_back({listener_, clock::now() >= paused_until ? short{POLLIN} : short{0}, 0});
     for (auto& p : waiting)
-      fds.push_back({p.fd, POLLIN | POLLRDHUP, 0});
+      fds.push_back({p.fd, p.events, 0});
     auto now = clock::now();
     std::optional<clock::time_point> next; // deadlines are in arrival order
     if (!waiting.empty())
@@ -288,7 +353,11 @@ void front_door::run() {
           drop(waiting.front(), "too many connections without a handshake", false);
           waiting.pop_front();
         }
-        waiting.push_back({fd, peer_of(sa), clock::now() + settings_.handshake_timeout});
+        pending p;
+        p.fd = fd;
+        p.peer = peer_of(sa);
+        p.deadline = clock::now() + settings_.handshake_timeout;
+        waiting.push_back(std::move(p));
       }
     }
   }

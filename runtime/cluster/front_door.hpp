@@ -1,9 +1,11 @@
 #pragma once
 
 // The cluster port's front door: it accepts connections itself and hands to CAF's BASP broker
-// only those that open with a BASP client handshake. Anything else (random bytes, HTTP, a TLS
-// hello, a peer that sends nothing) is logged with its address and dropped, and CAF never sees
-// it. CAF 0.17.6 drops such connections too, but silently (its logging is compiled out), so a
+// only those that open with a BASP client handshake (with cluster TLS: a TLS handshake with a
+// certificate of the cluster's CA, then a BASP client handshake inside). Anything else (random
+// bytes, HTTP, a TLS hello on a plaintext port or a plaintext peer on a TLS one, a failed TLS
+// handshake, a peer that sends nothing) is logged with its address and the reason, and dropped;
+// CAF never sees it. CAF 0.17.6 drops such connections too, but silently (its logging is compiled out), so a
 // misconfigured client or a scan of the port would leave no trace.
 //
 // A CAF 0.17.6 client writes its handshake as soon as it is connected (before the server's),
@@ -20,6 +22,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "runtime/cluster/tls.hpp"
 #include "runtime/core/expected.hpp"
 
 namespace kontor::cluster {
@@ -29,6 +32,9 @@ struct front_door_settings {
   std::uint16_t port = 0;                             ///< 0: any free port
   std::chrono::milliseconds handshake_timeout{10'000}; ///< to send the first 32 bytes
   std::size_t max_pending = 64;                        ///< connections still to show a handshake
+  /// Set: the port speaks only TLS (a peer shakes hands with a certificate the cluster's CA
+  /// signed, then sends its BASP handshake inside); a plaintext peer is dropped, saying why.
+  std::shared_ptr<const tls_context> tls;
 };
 
 class front_door {
