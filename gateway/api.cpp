@@ -138,6 +138,8 @@ http_response to_http(answer_shape shape, entity_answer answer) {
       return unavailable("entity_unavailable", answer.message);
     case status::no_shard:
       return unavailable("shard_unavailable", answer.message);
+    case status::overloaded:
+      return unavailable("overloaded", answer.message);
     case status::failed:
       return error_response(500, "entity_failed", answer.message);
     case status::ok:
@@ -764,6 +766,8 @@ const char* read_failure_code(entity_answer::status code) {
       return "timeout";
     case status::no_shard:
       return "shard_unavailable";
+    case status::overloaded:
+      return "overloaded";
     default:
       return "journal_unavailable";
   }

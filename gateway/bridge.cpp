@@ -66,6 +66,9 @@ entity_answer from_error(const caf::error& err) {
   } else if (is(sharding::errc::shard_unavailable)) {
     out.code = entity_answer::status::no_shard;
     out.message = sharding::error_message(err);
+  } else if (is(sharding::errc::overloaded)) {
+    out.code = entity_answer::status::overloaded;
+    out.message = sharding::error_message(err);
   } else if (err == caf::sec::request_receiver_down) {
     // The command reached an entity that had just stopped: it was never decided.
     out.code = entity_answer::status::stopped;

@@ -22,6 +22,7 @@ struct entity_answer {
     unavailable, ///< the journal refused the write: nothing was appended
     stopped,     ///< the entity stopped (or failed to recover) before handling it: nothing appended
     no_shard,    ///< its shard has no reachable home (owner down, unreachable, moving): not sent
+    overloaded,  ///< its account's or shard's queue was full (backpressure): not delivered
     failed,      ///< anything else: a bug
   };
   status code = status::ok;

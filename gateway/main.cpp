@@ -196,6 +196,8 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   rs.self_node = *self_id;
   rs.route_timeout = cfg.route_timeout;
   rs.route_buffer = cfg.route_buffer;
+  rs.max_entity_queue = cfg.max_entity_queue;
+  rs.max_shard_queue = cfg.max_shard_queue;
   auto region = sharding::spawn_shard_region(sys, rs, directory);
   gateway::bridge entities{sys, region, cfg.command_timeout};
 
@@ -294,6 +296,26 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                 });
   metrics.gauge("kontor_journal_failures", "appends the journal refused since node start",
                 [stats] { return static_cast<double>(stats->journal_failures.load()); });
+  // Backpressure (max-entity-queue, max-shard-queue).
+  metrics.gauge("kontor_queued_commands", "commands handed to this node's accounts and not yet answered",
+                [stats] {
+                  std::int64_t sum = 0;
+                  for (const auto& q : stats->queued_by_shard)
+                    sum += q.load();
+                  return static_cast<double>(sum);
+                });
+  metrics.gauge("kontor_shard_queue_depth_max", "the deepest queue of one shard on this node",
+                [stats] {
+                  std::int64_t deepest = 0;
+                  for (const auto& q : stats->queued_by_shard)
+                    deepest = std::max(deepest, q.load());
+                  return static_cast<double>(deepest);
+                });
+  for (const auto& [queue, count] : {std::pair{"entity", &stats->refused_entity_full},
+                                     std::pair{"shard", &stats->refused_shard_full}})
+    metrics.counter_from("kontor_commands_refused_total",
+                         "commands refused at once with 503 overloaded because a queue was full",
+                         {{"queue", queue}}, [count] { return static_cast<double>(count->load()); });
 
   // Membership: this node's daemon, published on the cluster port (a node without one is a
   // cluster of one).

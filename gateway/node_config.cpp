@@ -279,6 +279,14 @@ std::vector<option> options() {
     {"route-buffer", std::to_string(d.route_buffer),
      "requests a node holds while their shards move or the coordinator moves (more: 503)",
      int_setter(&node_config::route_buffer, 1, 10'000'000)},
+    {"max-entity-queue", std::to_string(d.max_entity_queue),
+     "commands one account may have waiting, the one it handles included; one more gets 503 "
+     "overloaded at once (0: unbounded)",
+     int_setter(&node_config::max_entity_queue, 0, 10'000'000)},
+    {"max-shard-queue", std::to_string(d.max_shard_queue),
+     "commands the accounts of one shard may have waiting together; one more gets 503 overloaded "
+     "at once (0: unbounded)",
+     int_setter(&node_config::max_shard_queue, 0, 10'000'000)},
   };
 }
 

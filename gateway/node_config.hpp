@@ -67,6 +67,8 @@ struct node_config {
   std::size_t max_simultaneous_rebalance = 4;
   std::chrono::milliseconds route_timeout{3'000};
   std::size_t route_buffer = 10'000;
+  std::size_t max_entity_queue = 128; ///< commands one account may have waiting (0: unbounded)
+  std::size_t max_shard_queue = 4096; ///< commands one shard's accounts may have waiting
 };
 
 /// What `parse_node_config` can end with besides a config.

@@ -95,6 +95,15 @@ public:
     return *slot;
   }
 
+  /// The counter `name{labels}` whose value is read from `fn` at every render (a count kept
+  /// elsewhere, e.g. in a component's atomic statistics).
+  void counter_from(const std::string& name, const std::string& help, const metric_labels& labels,
+                    std::function<double()> fn) {
+    std::unique_lock<std::shared_mutex> write{mtx_};
+    help_.emplace(name, family{help, "counter"});
+    read_counters_[series_key(name, labels)] = {name, label_text(labels), std::move(fn)};
+  }
+
   /// A gauge whose value is read from `fn` at every render.
   void gauge(const std::string& name, const std::string& help, std::function<double()> fn) {
     std::unique_lock<std::shared_mutex> write{mtx_};
@@ -120,6 +129,10 @@ public:
       header(s.name);
       out << s.name << s.labels << ' ' << s.value->value() << '\n';
     }
+    for (const auto& [key, s] : read_counters_) {
+      header(s.name);
+      out << s.name << s.labels << ' ' << s.read() << '\n';
+    }
     for (const auto& [name, h] : histograms_) {
       header(name);
       for (std::size_t i = 0; i < h->bounds().size(); ++i)
@@ -143,6 +156,12 @@ private:
     std::string name;
     std::string labels;
     std::unique_ptr<metric_counter> value;
+  };
+
+  struct read_series {
+    std::string name;
+    std::string labels;
+    std::function<double()> read;
   };
 
   static std::string label_text(const metric_labels& labels) {
@@ -170,6 +189,7 @@ private:
   mutable std::shared_mutex mtx_;
   std::map<std::string, family> help_;
   std::map<std::string, series> counters_;                          // sorted: families stay together
+  std::map<std::string, read_series> read_counters_;                // sorted like counters_
   std::map<std::string, std::unique_ptr<metric_histogram>> histograms_;
   std::map<std::string, std::function<double()>> gauges_;
 };

@@ -65,9 +65,14 @@ using entity_factory = std::function<std::unique_ptr<entity_logic>(const entity_
 
 /// Counters a region keeps for metrics; shared with whoever reports them.
 struct region_stats {
-  explicit region_stats(std::uint32_t shards = 4096) : live_by_shard(shards) {}
+  explicit region_stats(std::uint32_t shards = 4096) : live_by_shard(shards), queued_by_shard(shards) {}
   std::atomic<std::int64_t> live_entities{0};    ///< started and not yet stopped
   std::vector<std::atomic<std::int64_t>> live_by_shard; ///< the same per shard
+  /// Requests handed to a shard's entities and not yet answered (in their mailboxes, stashed
+  /// during a recovery, or waiting for their append), per shard: the shard's queue depth.
+  std::vector<std::atomic<std::int64_t>> queued_by_shard;
+  std::atomic<std::uint64_t> refused_entity_full{0}; ///< refused at once: the entity's queue was full
+  std::atomic<std::uint64_t> refused_shard_full{0};  ///< refused at once: the shard's queue was full
   std::atomic<std::uint64_t> recoveries{0};      ///< entity starts (recovery runs)
   std::atomic<std::uint64_t> passivations{0};    ///< entities stopped for being idle
   std::atomic<std::uint64_t> events_appended{0}; ///< events made durable by entities
@@ -91,6 +96,11 @@ struct region_settings {
   std::string self_node;                        ///< this node's id (clustered)
   std::chrono::milliseconds route_timeout{std::chrono::seconds(3)}; ///< longest a request waits
   std::size_t route_buffer = 10000;             ///< requests waiting at most (then 503 at once)
+  /// Backpressure: requests one entity may have queued (including the one it handles); one
+  /// more is refused at once with errc::overloaded instead of waiting. 0: unbounded.
+  std::size_t max_entity_queue = 0;
+  /// The same for all entities of one shard together. 0: unbounded.
+  std::size_t max_shard_queue = 0;
 };
 
 } // namespace kontor::sharding

@@ -26,11 +26,22 @@ epoch_ms now_ms() {
 
 caf::behavior running(self_ptr self);
 
+/// One request the shard handed this entity is answered: it leaves the entity's and the shard's
+/// queue (backpressure counts them).
+void answered(self_ptr self) {
+  auto& st = self->state;
+  st.queued->fetch_sub(1, std::memory_order_relaxed);
+  st.settings->stats->queued_by_shard[st.shard].fetch_sub(1, std::memory_order_relaxed);
+}
+
 /// Recovery failed: answers the commands stashed meanwhile with `err`, then stops. (Left in
 /// the mailbox of a stopped actor they would only learn that it is gone.)
 caf::behavior failed(self_ptr self, caf::error err) {
   return {
-    [=](entity_envelope&) -> caf::result<std::string> { return err; },
+    [=](entity_envelope&) -> caf::result<std::string> {
+      answered(self);
+      return err;
+    },
     [=](stop_atom) { self->quit(err); },
   };
 }
@@ -60,6 +71,7 @@ caf::behavior persisting(self_ptr self) {
     [=](append_done& done) {
       auto& st = self->state;
       auto promise = std::move(st.pending);
+      answered(self);
       if (done.result) {
         st.seq = done.result->last_seq;
         st.settings->stats->events_appended += st.pending_events;
@@ -91,8 +103,10 @@ caf::behavior running(self_ptr self) {
     [=](entity_envelope& env) -> caf::result<std::string> {
       auto& st = self->state;
       auto eff = st.logic->handle(env.payload, now_ms());
-      if (eff.events.empty())
+      if (eff.events.empty()) {
+        answered(self);
         return std::move(eff.reply);
+      }
       st.pending = self->make_response_promise();
       st.pending_events = eff.events.size();
       persistence::append_request req{st.shard, st.id, st.seq + 1, std::move(eff.events)};
@@ -182,8 +196,10 @@ caf::behavior loading_snapshot(self_ptr self) {
 } // namespace
 
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
-                           caf::actor shard_actor, caf::actor reader, shared_settings settings) {
+                           caf::actor shard_actor, caf::actor reader, shared_settings settings,
+                           std::shared_ptr<std::atomic<std::int64_t>> queued) {
   auto& st = self->state;
+  st.queued = std::move(queued);
   st.logic = settings->factory(id);
   st.id = std::move(id);
   st.shard = shard;

@@ -50,13 +50,16 @@ struct entity_state {
   sequence_nr snapshot_seq = 0;     ///< sequence number of the latest snapshot written or read
   caf::response_promise pending;    ///< the command waiting for its append
   std::size_t pending_events = 0;
+  /// Requests its shard handed it and it has not answered yet (the shard counts up, it down).
+  std::shared_ptr<std::atomic<std::int64_t>> queued;
   static inline const char* name = "kontor.entity";
 };
 
 /// Behaviour of one persistent entity: recovers (snapshot, then events), then runs commands
 /// one at a time, stashing what arrives while it recovers or waits for the journal.
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
-                           caf::actor shard_actor, caf::actor reader, shared_settings settings);
+                           caf::actor shard_actor, caf::actor reader, shared_settings settings,
+                           std::shared_ptr<std::atomic<std::int64_t>> queued);
 
 /// A request that arrived for an entity that is stopping; delivered to its successor.
 struct buffered_request {
@@ -68,6 +71,7 @@ struct buffered_request {
 struct live_entity {
   caf::actor actor;
   std::chrono::steady_clock::time_point last_active; ///< last request routed to it
+  std::shared_ptr<std::atomic<std::int64_t>> queued; ///< shared with the entity (entity_state)
 };
 
 /// State of one shard actor.

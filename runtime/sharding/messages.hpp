@@ -32,6 +32,8 @@ enum class errc : std::uint8_t {
   recovery_failed,     ///< the entity's stored events or snapshot cannot be read
   shard_unavailable,   ///< the shard's owner is down, unreachable or the shard is moving:
                        ///< the request was not delivered (retry later)
+  overloaded,          ///< the entity's or the shard's queue is full (backpressure): the
+                       ///< request was not delivered (retry later)
 };
 
 /// The category atom of Kontor runtime errors.

@@ -30,19 +30,28 @@ void schedule_sweep(self_ptr self) {
   self->delayed_send(self, sweep_interval(*st.settings), sweep_atom::value);
 }
 
-caf::actor start_entity(self_ptr self, const entity_id& id) {
+live_entity& start_entity(self_ptr self, const entity_id& id) {
   auto& st = self->state;
   auto me = caf::actor_cast<caf::actor>(self);
+  auto queued = std::make_shared<std::atomic<std::int64_t>>(0);
   // Lazily: it starts with the first command already in its mailbox, so a recovery that fails
   // answers that command with the reason (not a generic "stopped").
   auto entity = self->spawn<caf::monitored + caf::lazy_init>(entity_actor, id, st.id, me,
-                                                             st.reader, st.settings);
-  st.live.emplace(id, live_entity{entity, clock::now()});
+                                                             st.reader, st.settings, queued);
+  auto& live = st.live.emplace(id, live_entity{entity, clock::now(), queued}).first->second;
   st.ids.emplace(entity.address(), id);
   st.settings->stats->live_entities++;
   st.settings->stats->live_by_shard[st.id]++;
   schedule_sweep(self);
-  return entity;
+  return live;
+}
+
+/// Hands a request to a live entity; it counts in the entity's and the shard's queue until the
+/// entity answers it.
+void hand_to(self_ptr self, live_entity& entity, caf::response_promise& promise, entity_envelope&& env) {
+  entity.queued->fetch_add(1, std::memory_order_relaxed);
+  self->state.settings->stats->queued_by_shard[self->state.id].fetch_add(1, std::memory_order_relaxed);
+  promise.delegate(entity.actor, std::move(env));
 }
 
 /// Stops entities idle for longer than passivate_after.
@@ -67,7 +76,12 @@ void on_entity_down(self_ptr self, const caf::down_msg& msg) {
     return;
   auto id = std::move(i->second);
   st.ids.erase(i);
-  st.live.erase(id);
+  if (auto gone = st.live.find(id); gone != st.live.end()) {
+    // Requests it never answered (left in its mailbox) leave the shard's queue with it.
+    st.settings->stats->queued_by_shard[st.id].fetch_sub(gone->second.queued->load(),
+                                                         std::memory_order_relaxed);
+    st.live.erase(gone);
+  }
   st.settings->stats->live_entities--;
   st.settings->stats->live_by_shard[st.id]--;
   std::vector<buffered_request> buffered;
@@ -90,9 +104,9 @@ void on_entity_down(self_ptr self, const caf::down_msg& msg) {
   }
   if (buffered.empty())
     return;
-  auto entity = start_entity(self, id);
+  auto& entity = start_entity(self, id);
   for (auto& req : buffered)
-    req.promise.delegate(entity, std::move(req.envelope));
+    hand_to(self, entity, req.promise, std::move(req.envelope));
 }
 
 } // namespace
@@ -117,14 +131,31 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard
         waiting->second.push_back({promise, std::move(env)});
         return promise;
       }
-      caf::actor entity;
-      if (auto i = st.live.find(env.id); i != st.live.end()) {
-        i->second.last_active = clock::now();
-        entity = i->second.actor;
-      } else {
-        entity = start_entity(self, env.id);
+      const auto& limits = *st.settings;
+      const auto shard_queue = st.settings->stats->queued_by_shard[st.id].load(std::memory_order_relaxed);
+      if (limits.max_shard_queue > 0 && shard_queue >= static_cast<std::int64_t>(limits.max_shard_queue)) {
+        st.settings->stats->refused_shard_full++;
+        promise.deliver(make_error(errc::overloaded, "shard " + std::to_string(st.id) + " has "
+                                                       + std::to_string(shard_queue)
+                                                       + " requests queued (max-shard-queue)"));
+        return promise;
       }
-      promise.delegate(entity, std::move(env));
+      auto i = st.live.find(env.id);
+      if (i != st.live.end()) {
+        const auto queued = i->second.queued->load(std::memory_order_relaxed);
+        if (limits.max_entity_queue > 0 && queued >= static_cast<std::int64_t>(limits.max_entity_queue)) {
+          st.settings->stats->refused_entity_full++;
+          promise.deliver(make_error(errc::overloaded, "the entity " + env.id + " has "
+                                                         + std::to_string(queued)
+                                                         + " requests queued (max-entity-queue)"));
+          return promise;
+        }
+        i->second.last_active = clock::now();
+        hand_to(self, i->second, promise, std::move(env));
+      } else {
+        auto& started = start_entity(self, env.id);
+        hand_to(self, started, promise, std::move(env));
+      }
       return promise;
     },
     [=](sweep_atom) { sweep(self); },

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "runtime/core/ids.hpp"
 #include "tests/component/node_fixture.hpp"
 #include "tests/support/wait.hpp"
 
@@ -29,6 +30,17 @@ public:
       REQUIRE(out.good());
     }
     std::filesystem::rename(tmp, file()); // atomic: the library never reads half an instruction
+  }
+
+  /// set("ok") for a destructor: no assertion, no exception.
+  void release() noexcept {
+    std::error_code ec;
+    const auto tmp = file() + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::trunc);
+      out << "ok\n";
+    }
+    std::filesystem::rename(tmp, file(), ec);
   }
 
   /// Whether a sync call is blocked by "hang" right now.
@@ -264,4 +276,108 @@ TEST_CASE("with log-format json every log line is a JSON object, answers carry X
   }
   CHECK(lines >= 3); // journal, read model, ready, …
   CHECK(failures == 1);
+}
+
+// Issue 10 item 4: backpressure. With the disk stalled, commands pile up behind the accounts
+// that wait for it; beyond max-entity-queue (one account) or max-shard-queue (one shard's
+// accounts together) a command is refused at once with 503 overloaded, while accounts elsewhere
+// still answer. What was accepted applies once the disk is back.
+TEST_CASE("backpressure: behind a stalled disk a flood on one account gets 503 overloaded at "
+          "once, a full shard refuses its other accounts too, other shards answer, and every "
+          "accepted command applies",
+          "[fault][backpressure]") {
+  fault_control fault;
+  running_node node({"--max-entity-queue", "4", "--max-shard-queue", "6", "--command-timeout", "60s",
+                     "--journal-preallocate-mb", "0"},
+                    fault.node_env());
+  http_client c{node.port(), 60000};
+  // Three accounts of one shard and one of another (64 shards, the default).
+  auto shard = [](const std::string& id) { return kontor::shard_of(id, 64); };
+  const std::string hot = "hot";
+  std::string warm, third, cold;
+  for (int k = 0; warm.empty() || third.empty() || cold.empty(); ++k) {
+    auto id = "acct-" + std::to_string(k);
+    if (shard(id) != shard(hot)) {
+      if (cold.empty())
+        cold = id;
+    } else if (warm.empty()) {
+      warm = id;
+    } else if (third.empty()) {
+      third = id;
+    }
+  }
+  for (const auto& id : {hot, warm, third, cold})
+    REQUIRE(c.post("/accounts", open_body(id, 0)).status == 201);
+  CHECK(metric(c, "kontor_queued_commands") == 0);
+
+  fault.set("hang " + journal_log);
+  std::vector<std::thread> clients;
+  std::vector<http_result> answers(6);
+  // Also when a REQUIRE ends the test early: the disk comes back and every client returns.
+  struct release_all {
+    fault_control& fault;
+    std::vector<std::thread>& clients;
+    ~release_all() {
+      fault.release();
+      for (auto& t : clients)
+        if (t.joinable())
+          t.join();
+    }
+  } release{fault, clients};
+  auto deposit_async = [&](std::size_t k, const std::string& id) {
+    clients.emplace_back([&, k, id] {
+      http_client slow{node.port(), 60000};
+      answers[k] = slow.post("/accounts/" + id + "/transactions",
+                             tx_body("flood-" + std::to_string(k), "deposit", 10));
+    });
+  };
+  // The first deposit into hot waits in fsync; three more wait behind it: hot's queue is full.
+  deposit_async(0, hot);
+  REQUIRE(wait_until([&] { return fault.hanging(); }));
+  for (std::size_t k = 1; k < 4; ++k)
+    deposit_async(k, hot);
+  REQUIRE(wait_until([&] { return metric(c, "kontor_queued_commands") == 4; }));
+
+  // One more command for hot — a deposit or a consistent read — is refused at once.
+  auto refused = c.post("/accounts/" + hot + "/transactions", tx_body("one-too-many", "deposit", 10));
+  INFO(refused.body);
+  CHECK(refused.status == 503);
+  CHECK(body_json(refused).at("error") == "overloaded");
+  CHECK(body_json(refused).at("message").as_string().find("max-entity-queue") != std::string::npos);
+  CHECK(!refused.header("retry-after").empty());
+  auto read_hot = c.get("/accounts/" + hot + "?consistent=true");
+  CHECK(read_hot.status == 503);
+  // An account of another shard answers meanwhile.
+  auto read_cold = c.get("/accounts/" + cold + "?consistent=true");
+  INFO(read_cold.body);
+  CHECK(read_cold.status == 200);
+
+  // Two deposits into warm fill the shard (4 + 2 = 6): its third account is refused as well.
+  deposit_async(4, warm);
+  deposit_async(5, warm);
+  REQUIRE(wait_until([&] { return metric(c, "kontor_queued_commands") == 6; }));
+  CHECK(metric(c, "kontor_shard_queue_depth_max") == 6);
+  auto shard_full = c.post("/accounts/" + third + "/transactions", tx_body("t", "deposit", 10));
+  INFO(shard_full.body);
+  CHECK(shard_full.status == 503);
+  CHECK(body_json(shard_full).at("error") == "overloaded");
+  CHECK(body_json(shard_full).at("message").as_string().find("max-shard-queue") != std::string::npos);
+  CHECK(c.get("/accounts/" + cold + "?consistent=true").status == 200);
+  CHECK(metric(c, "kontor_commands_refused_total{queue=\"entity\"}") == 2);
+  CHECK(metric(c, "kontor_commands_refused_total{queue=\"shard\"}") == 1);
+
+  // The disk is back: every accepted deposit is applied, nothing refused is.
+  fault.set("ok");
+  for (auto& t : clients)
+    t.join();
+  for (std::size_t k = 0; k < answers.size(); ++k) {
+    INFO("deposit " << k << ": " << answers[k].status << " " << answers[k].body);
+    CHECK(answers[k].status == 201);
+  }
+  CHECK(body_json(c.get("/accounts/" + hot + "?consistent=true")).at("balance") == 40);
+  CHECK(body_json(c.get("/accounts/" + warm + "?consistent=true")).at("balance") == 20);
+  CHECK(body_json(c.get("/accounts/" + third + "?consistent=true")).at("balance") == 0);
+  CHECK(count_tx(all_events(c, hot), "one-too-many") == 0);
+  CHECK(metric(c, "kontor_queued_commands") == 0);
+  CHECK(c.post("/accounts/" + third + "/transactions", tx_body("t", "deposit", 10)).status == 201);
 }

@@ -28,6 +28,9 @@ const std::vector<series> readme_series = {
   {"kontor_live_entities", "gauge", {}},
   {"kontor_entity_recoveries", "gauge", {}},
   {"kontor_journal_failures", "gauge", {}},
+  {"kontor_queued_commands", "gauge", {}},
+  {"kontor_shard_queue_depth_max", "gauge", {}},
+  {"kontor_commands_refused_total", "counter", {"queue"}},
 };
 
 /// The sample lines of `name` (exactly that metric name, any labels).
