@@ -501,7 +501,8 @@ decision decide(const state& s, const pb::Command& cmd, std::int64_t now_ms, con
   // 7. The business rules.
   auto d = decide_business(s, cmd, std::max(now_ms, s.last_at_ms));
   for (auto& ev : d.events)
-    ev.set_schema_version(current_event_version(ev.payload_case()));
+    ev.set_schema_version(ev.has_money_deposited() ? r.deposit_event_version
+                                                   : current_event_version(ev.payload_case()));
   // Every event of a keyed command carries the key, so evolve rebuilds the key window.
   if (keyed)
     for (auto& ev : d.events) {

@@ -22,6 +22,10 @@ struct rules {
   std::int64_t max_limit = 1'000'000'000'000;  ///< MAX_LIMIT: highest allowed credit limit
   std::int64_t max_amount = 1'000'000'000'000; ///< MAX_AMOUNT: highest amount of one transaction
   std::size_t tx_window = 1024;                ///< txIds and Idempotency-Keys remembered
+  /// Version new MoneyDeposited events are written with: 2 (today's), or 1 while nodes of a
+  /// build before v2 still read the journal (they refuse v2). A v1 deposit still carries its
+  /// source, which old builds ignore and the upcaster keeps.
+  std::uint32_t deposit_event_version = current_event_version(pb::Event::kMoneyDeposited);
 };
 
 /// The most recent accepted transactions and keyed commands of one account (one record each,

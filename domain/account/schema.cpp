@@ -7,24 +7,6 @@
 
 namespace kontor::account {
 
-std::uint32_t current_event_version(pb::Event::PayloadCase type) {
-  switch (type) {
-    case pb::Event::kMoneyDeposited:
-      return 2; // v2: `source`
-    case pb::Event::kAccountOpened:
-    case pb::Event::kLimitUpdated:
-    case pb::Event::kLimitChanged:
-    case pb::Event::kItemPurchased:
-    case pb::Event::kStatusChanged:
-    case pb::Event::kAddressUpdated:
-    case pb::Event::kPhoneNumberAdded:
-      return 1;
-    case pb::Event::PAYLOAD_NOT_SET:
-      break;
-  }
-  return 0;
-}
-
 bool valid_deposit_source(std::string_view source) {
   return source == deposit_source_api || source == deposit_source_bonus;
 }

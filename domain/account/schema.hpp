@@ -21,7 +21,23 @@
 namespace kontor::account {
 
 /// The version an event of type `type` is written with today (0 for PAYLOAD_NOT_SET).
-std::uint32_t current_event_version(pb::Event::PayloadCase type);
+constexpr std::uint32_t current_event_version(pb::Event::PayloadCase type) {
+  switch (type) {
+    case pb::Event::kMoneyDeposited:
+      return 2; // v2: `source`
+    case pb::Event::kAccountOpened:
+    case pb::Event::kLimitUpdated:
+    case pb::Event::kLimitChanged:
+    case pb::Event::kItemPurchased:
+    case pb::Event::kStatusChanged:
+    case pb::Event::kAddressUpdated:
+    case pb::Event::kPhoneNumberAdded:
+      return 1;
+    case pb::Event::PAYLOAD_NOT_SET:
+      break;
+  }
+  return 0;
+}
 
 /// The version a Snapshot is written with today. v2: deposit records carry their `source`.
 inline constexpr std::uint32_t current_snapshot_version = 2;

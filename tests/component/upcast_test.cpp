@@ -243,3 +243,41 @@ TEST_CASE("read models rebuilt from a v1 journal show deposits with source api",
   check_reads_as_v2(c, false);
   REQUIRE(node->stop() == 0);
 }
+
+TEST_CASE("with deposit-event-version 1 deposits are stored as v1 with their source and read as "
+          "v2",
+          "[upcast]") {
+  running_node node({"--deposit-event-version", "1", "--journal-preallocate-mb", "0"});
+  {
+    http_client c{node.port()};
+    REQUIRE(c.post("/accounts", open_body("old-readers")).status == 201);
+    auto dep = c.post("/accounts/old-readers/transactions", tx_body("o-d1", "deposit", 70));
+    REQUIRE(dep.status == 201);
+    CHECK(body_json(dep).at("events").at(0).at("source") == "api");
+  }
+  REQUIRE(node.stop() == 0);
+  {
+    kontor::persistence::lmdb_options opts;
+    opts.dir = fs::path(node.data_dir()) / "journal";
+    opts.number_of_shards = 64;
+    auto journal = kontor::persistence::open_lmdb_journal(opts);
+    REQUIRE(journal);
+    auto events = (*journal)->replay("old-readers", 2, 1);
+    REQUIRE(events);
+    REQUIRE(events->size() == 1);
+    kontor::account::pb::Event raw;
+    REQUIRE(raw.ParseFromString(events->front().payload));
+    CHECK(raw.schema_version() == 1); // what a node of a build before v2 reads
+    CHECK(raw.money_deposited().source() == "api");
+  }
+  node.start();
+  http_client c{node.port()};
+  auto log = all_events(c, "old-readers");
+  REQUIRE(log.size() == 2);
+  CHECK(log[1].at("data").at("source") == "api");
+  REQUIRE(caught_up(c));
+  auto [feed, next] = whole_feed(c);
+  REQUIRE(feed.size() == 2);
+  CHECK(feed[1].at("data").at("source") == "api");
+  CHECK(body_json(c.get("/accounts/old-readers")).at("balance") == 70);
+}

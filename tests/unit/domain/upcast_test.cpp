@@ -225,3 +225,27 @@ TEST_CASE("an API deposit fingerprints as before DepositMoney had a source", "[u
   bonus_cmd.mutable_deposit_money()->set_source("bonus");
   CHECK(request_fingerprint(bonus_cmd) != request_fingerprint(v1_cmd));
 }
+
+TEST_CASE("with deposit_event_version 1 a deposit is written as v1 with its source, read as v2",
+          "[upcast][decide]") {
+  // For a rolling update from a build before v2: those nodes refuse v2 events, and ignore the
+  // source field of a v1 one.
+  rules old_readers;
+  old_readers.deposit_event_version = 1;
+  auto s = given_open();
+  auto bonus_cmd = deposit("b1", 1);
+  bonus_cmd.mutable_deposit_money()->set_source("bonus");
+  for (const auto& [cmd, source] : {std::pair{deposit("d1", 100), "api"}, std::pair{bonus_cmd, "bonus"}}) {
+    INFO(source);
+    auto written = require_accepted(decide(s, cmd, now, old_readers), 1)[0];
+    CHECK(written.schema_version() == 1);
+    CHECK(written.money_deposited().source() == source);
+    auto read = parse_event(written.SerializeAsString());
+    REQUIRE(read.has_value());
+    CHECK(read->schema_version() == 2);
+    CHECK(read->money_deposited().source() == source);
+  }
+  // Other event types are written at their current version as always.
+  CHECK(require_accepted(decide(s, update_limit(5), now, old_readers), 1)[0].schema_version()
+        == current_event_version(pb::Event::kLimitUpdated));
+}
