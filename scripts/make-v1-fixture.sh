@@ -86,7 +86,8 @@ done
 kill -TERM "$pid"
 wait "$pid" || { echo "node did not exit 0" >&2; exit 1; }
 
-rm -rf "$out"
+# Everything but the hand-written README.md is replaced.
+rm -rf "$out/data.tar.gz" "$out/expected" "$out/COMMIT"
 mkdir -p "$out"
 # The data dir as the v1 node left it (journal, its index, read models, node id), compressed.
 tar -C "$work" -czf "$out/data.tar.gz" --sort=name --owner=0 --group=0 --numeric-owner data
