@@ -11,15 +11,22 @@ public:
     : state_(account::initial_state(id)), rules_(rules) {}
 
   restored restore(sequence_nr seq, std::string_view bytes) override {
-    account::pb::Snapshot snap;
-    if (!snap.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))
-        || snap.account_id() != state_.id || snap.version() != seq)
+    account::pb::Snapshot stored;
+    if (!stored.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))
+        || stored.account_id() != state_.id || stored.version() != seq)
+      return restored::unreadable;
+    // Written by a newer build: its state may hold what this one cannot represent, while the
+    // events (if this build can read them) say everything.
+    if (stored.schema_version() > account::current_snapshot_version)
+      return restored::outdated;
+    auto snap = account::upcast(std::move(stored));
+    if (!snap)
       return restored::unreadable;
     // Written under a smaller tx-window than today's: it has forgotten txIds and keys that a
     // replay of the events remembers.
-    if (!account::snapshot_covers_window(snap, rules_))
+    if (!account::snapshot_covers_window(*snap, rules_))
       return restored::outdated;
-    state_ = account::from_snapshot(snap, rules_);
+    state_ = account::from_snapshot(*snap, rules_);
     return restored::ok;
   }
 

@@ -196,9 +196,12 @@ std::optional<field_error> transaction_from_json(const json::object& in, account
   };
   if (kind == "purchase")
     fill(cmd.mutable_purchase_item());
-  else if (kind == "deposit")
+  else if (kind == "deposit") {
     fill(cmd.mutable_deposit_money());
-  else
+    // A deposit through the HTTP API is always recorded as such; a body's "source" is an
+    // unknown field like any other (ignored).
+    cmd.mutable_deposit_money()->set_source(std::string{account::deposit_source_api});
+  } else
     return field_error{"invalid_field", "kind", "field 'kind' must be \"purchase\" or \"deposit\""};
   return std::nullopt;
 }
@@ -266,7 +269,7 @@ json::object event_data_to_json(const account::pb::Event& ev) {
     case E::kMoneyDeposited: {
       const auto& e = ev.money_deposited();
       return {{"txId", e.tx_id()}, {"amount", e.amount()}, {"currency", e.currency()},
-              {"newBalance", e.new_balance()}};
+              {"newBalance", e.new_balance()}, {"source", e.source()}};
     }
     case E::kStatusChanged:
       return {{"from", status_name(ev.status_changed().from())},

@@ -177,6 +177,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   rules.max_limit = cfg.max_limit;
   rules.max_amount = cfg.max_amount;
   rules.tx_window = cfg.tx_window;
+  rules.deposit_event_version = cfg.deposit_event_version;
 
   // Every node is a cluster member (alone when it has no cluster port): its region serves the
   // shards the coordinator allocated to it and passes the others on.

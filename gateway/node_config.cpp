@@ -194,6 +194,10 @@ std::vector<option> options() {
     {"tx-window", std::to_string(d.tx_window),
      "accepted commands (txIds, Idempotency-Keys) remembered per account",
      int_setter(&node_config::tx_window, 1, 1'000'000)},
+    {"deposit-event-version", std::to_string(d.deposit_event_version),
+     "schema version of new MoneyDeposited events: 2, or 1 while nodes of a build before v2 "
+     "still run",
+     int_setter(&node_config::deposit_event_version, 1, 2)},
     {"cluster-port", std::to_string(d.cluster_port), "cluster port (0: a single node, no cluster)",
      int_setter(&node_config::cluster_port, 0, 65535)},
     {"cluster-bind-address", d.cluster_bind_address, "address the cluster port listens on",

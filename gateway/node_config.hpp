@@ -43,6 +43,7 @@ struct node_config {
   std::int64_t max_limit = 1'000'000'000'000;
   std::int64_t max_amount = 1'000'000'000'000;
   std::size_t tx_window = 1024;
+  std::uint32_t deposit_event_version = 2; ///< 1 during a rolling update from a build before v2
   // cluster
   unsigned short cluster_port = 0;                 ///< 0: a single node, no cluster port
   std::string cluster_bind_address = "0.0.0.0";

@@ -214,6 +214,9 @@ maybe_rejection check_values(const pb::Command& cmd, const rules& r) {
     }
     case pb::Command::kDepositMoney: {
       const auto& dep = cmd.deposit_money();
+      if (!dep.source().empty() && !valid_deposit_source(dep.source()))
+        return invalid("source", "The source of a deposit into " + account_named(cmd)
+                                     + " must be \"api\" or \"bonus\"");
       return check_transaction(cmd, dep.tx_id(), dep.amount(), dep.currency(), r);
     }
     case pb::Command::kLockAccount:
@@ -240,8 +243,8 @@ maybe_rejection check_values(const pb::Command& cmd, const rules& r) {
 /// The event a remembered transaction was accepted with.
 pb::Event event_of(const state& s, const pb::TxRecord& rec) {
   pb::Event ev;
-  // TxRecord keeps no schema version: events are upcast before evolve, so it is the current one.
-  ev.set_schema_version(current_schema_version);
+  // TxRecord keeps no schema version: events are upcast before evolve and snapshots when
+  // restored, so the record is of the current one.
   ev.set_account_id(s.id);
   ev.set_seq(rec.seq());
   ev.set_at_ms(rec.at_ms());
@@ -255,10 +258,13 @@ pb::Event event_of(const state& s, const pb::TxRecord& rec) {
     tx->set_currency(rec.currency());
     tx->set_new_balance(rec.new_balance());
   };
-  if (rec.purchase())
+  if (rec.purchase()) {
     fill(ev.mutable_item_purchased());
-  else
+  } else {
     fill(ev.mutable_money_deposited());
+    ev.mutable_money_deposited()->set_source(rec.source());
+  }
+  ev.set_schema_version(current_event_version(ev.payload_case()));
   return ev;
 }
 
@@ -286,6 +292,11 @@ std::optional<decision> check_repeated_key(const state& s, const pb::Command& cm
   return d;
 }
 
+/// The source a deposit is recorded with: its command's, "api" when it names none.
+std::string deposit_source(const pb::DepositMoney& dep) {
+  return dep.source().empty() ? std::string{deposit_source_api} : dep.source();
+}
+
 /// Step 5: a txId already accepted within the window is answered with its first outcome.
 std::optional<decision> check_repeated_tx(const state& s, const pb::Command& cmd) {
   bool purchase = cmd.has_purchase_item();
@@ -298,7 +309,8 @@ std::optional<decision> check_repeated_tx(const state& s, const pb::Command& cmd
   const auto* rec = s.recent_txs.find(tx_id);
   if (rec == nullptr)
     return std::nullopt;
-  if (rec->purchase() != purchase || rec->amount() != amount || rec->currency() != currency)
+  if (rec->purchase() != purchase || rec->amount() != amount || rec->currency() != currency
+      || (!purchase && rec->source() != deposit_source(cmd.deposit_money())))
     return rejected(make_rejection(pb::TX_ID_REUSED, "txId",
                                    "Transaction " + tx_id + " of " + account_named(cmd)
                                      + " was already used for a different transaction"));
@@ -310,8 +322,7 @@ std::optional<decision> check_repeated_tx(const state& s, const pb::Command& cmd
 /// Appends a new event to `d`, stamped with the next sequence number of `s`.
 pb::Event& append(decision& d, const state& s, std::int64_t at_ms) {
   auto& ev = d.events.emplace_back();
-  ev.set_schema_version(current_schema_version);
-  ev.set_account_id(s.id);
+  ev.set_account_id(s.id); // schema_version: by decide, once the payload is set
   ev.set_seq(s.version + d.events.size());
   ev.set_at_ms(at_ms);
   return ev;
@@ -388,6 +399,7 @@ decision decide_business(const state& s, const pb::Command& cmd, std::int64_t at
       ev->set_amount(dep.amount());
       ev->set_currency(dep.currency());
       ev->set_new_balance(new_balance);
+      ev->set_source(deposit_source(dep));
       break;
     }
     case pb::Command::kLockAccount: {
@@ -488,6 +500,9 @@ decision decide(const state& s, const pb::Command& cmd, std::int64_t now_ms, con
                                      + std::to_string(cmd.expected_version())));
   // 7. The business rules.
   auto d = decide_business(s, cmd, std::max(now_ms, s.last_at_ms));
+  for (auto& ev : d.events)
+    ev.set_schema_version(ev.has_money_deposited() ? r.deposit_event_version
+                                                   : current_event_version(ev.payload_case()));
   // Every event of a keyed command carries the key, so evolve rebuilds the key window.
   if (keyed)
     for (auto& ev : d.events) {
@@ -501,6 +516,10 @@ std::uint64_t request_fingerprint(const pb::Command& cmd) {
   auto bare = cmd;
   bare.clear_idempotency_key();
   bare.clear_expected_version();
+  // "api" is the default source: a deposit through the API fingerprints as it did before
+  // DepositMoney had a source, so a key used before an upgrade is recognised after it.
+  if (bare.has_deposit_money() && bare.deposit_money().source() == deposit_source_api)
+    bare.mutable_deposit_money()->clear_source();
   std::string bytes;
   {
     google::protobuf::io::StringOutputStream out{&bytes};
@@ -556,6 +575,8 @@ void evolve(state& s, const pb::Event& ev, const rules& r) {
     rec.set_amount(tx.amount());
     rec.set_currency(tx.currency());
     rec.set_new_balance(tx.new_balance());
+    if constexpr (requires { tx.source(); })
+      rec.set_source(tx.source()); // a deposit's
     rec.set_seq(ev.seq());
     rec.set_at_ms(ev.at_ms());
     // A keyed transaction is one record, found by its txId and by its key.
@@ -619,7 +640,7 @@ state evolved(state s, const pb::Event& ev, const rules& r) {
 
 pb::Snapshot to_snapshot(const state& s) {
   pb::Snapshot snap;
-  snap.set_schema_version(current_schema_version);
+  snap.set_schema_version(current_snapshot_version);
   snap.set_account_id(s.id);
   snap.set_opened(s.opened);
   snap.set_owner(s.owner);
@@ -649,7 +670,12 @@ bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r) {
   return n >= r.tx_window || n == 0 || snap.recent_txs_complete();
 }
 
-state from_snapshot(const pb::Snapshot& snap, const rules& r) {
+state from_snapshot(const pb::Snapshot& stored, const rules& r) {
+  // An older snapshot is read as today's (a v1 one's deposit records get their source).
+  std::optional<pb::Snapshot> upcast_copy;
+  if (stored.schema_version() != current_snapshot_version)
+    upcast_copy = upcast(stored);
+  const auto& snap = upcast_copy ? *upcast_copy : stored;
   state s;
   s.id = snap.account_id();
   s.opened = snap.opened();

@@ -13,17 +13,19 @@
 #include <vector>
 
 #include "account.pb.h"
+#include "domain/account/schema.hpp"
 
 namespace kontor::account {
-
-/// Schema version written into every new Event and Snapshot.
-inline constexpr std::uint32_t current_schema_version = 1;
 
 /// Limits that come from configuration.
 struct rules {
   std::int64_t max_limit = 1'000'000'000'000;  ///< MAX_LIMIT: highest allowed credit limit
   std::int64_t max_amount = 1'000'000'000'000; ///< MAX_AMOUNT: highest amount of one transaction
   std::size_t tx_window = 1024;                ///< txIds and Idempotency-Keys remembered
+  /// Version new MoneyDeposited events are written with: 2 (today's), or 1 while nodes of a
+  /// build before v2 still read the journal (they refuse v2). A v1 deposit still carries its
+  /// source, which old builds ignore and the upcaster keeps.
+  std::uint32_t deposit_event_version = current_event_version(pb::Event::kMoneyDeposited);
 };
 
 /// The most recent accepted transactions and keyed commands of one account (one record each,
@@ -115,6 +117,7 @@ bool snapshot_covers_window(const pb::Snapshot& snap, const rules& r);
 
 /// The state in `snap`, its window trimmed to `r.tx_window`. For a snapshot that
 /// `snapshot_covers_window(snap, r)`, `from_snapshot(to_snapshot(s), r)` equals `s` under `r`.
+/// `snap` may be of any version `upcast` accepts: an older one is upcast first.
 state from_snapshot(const pb::Snapshot& snap, const rules& r);
 
 /// The fingerprint that tells whether a repeated Idempotency-Key came with the same request: a
@@ -128,8 +131,8 @@ pb::AccountView view_of(const state& s);
 /// Builds the entity's reply: the rejection, or the events and the account after them.
 pb::Reply reply_for(const state& after, const decision& d);
 
-/// Parses a stored event, upcasting older schema versions. Returns nullopt for bytes that are
-/// not an Event of a known schema version.
+/// Parses a stored event and upcasts it to the current version of its type (schema.hpp).
+/// Returns nullopt for bytes that are not an Event of a known type and version.
 std::optional<pb::Event> parse_event(std::string_view bytes);
 
 /// The name of an event's type as in the API ("AccountOpened", ...).

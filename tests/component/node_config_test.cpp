@@ -81,6 +81,7 @@ TEST_CASE("a bad value in the config file stops the node with exit 2, naming the
     {"command-timeout = 5 seconds", "command-timeout"},
     {"read-side = maybe", "read-side"},
     {"tx-window = 0", "tx-window"},
+    {"deposit-event-version = 3", "deposit-event-version"},
   };
   for (const auto& bc : cases) {
     // A valid file but for this one line.

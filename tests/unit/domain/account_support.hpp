@@ -80,15 +80,16 @@ inline pb::Event purchased(std::string tx_id, std::int64_t amount, std::int64_t 
   return ev;
 }
 
-/// MoneyDeposited.
+/// MoneyDeposited (v2: with its source).
 inline pb::Event deposited(std::string tx_id, std::int64_t amount, std::int64_t new_balance,
-                           std::string currency = "EUR") {
+                           std::string currency = "EUR", std::string source = "api") {
   pb::Event ev;
   auto* e = ev.mutable_money_deposited();
   e->set_tx_id(std::move(tx_id));
   e->set_amount(amount);
   e->set_currency(std::move(currency));
   e->set_new_balance(new_balance);
+  e->set_source(std::move(source));
   return ev;
 }
 
@@ -138,7 +139,7 @@ inline std::vector<pb::Event> history(std::vector<pb::Event> payloads) {
   std::uint64_t seq = 0;
   for (auto& ev : payloads) {
     ++seq;
-    ev.set_schema_version(current_schema_version);
+    ev.set_schema_version(current_event_version(ev.payload_case()));
     ev.set_account_id(account);
     ev.set_seq(seq);
     ev.set_at_ms(t0 + static_cast<std::int64_t>(seq));
@@ -298,7 +299,7 @@ inline std::vector<pb::Event> require_accepted(const decision& d, std::size_t co
 
 /// Requires `ev` to be stamped as event `seq` of the account at `at_ms`.
 inline void require_stamped(const pb::Event& ev, std::uint64_t seq, std::int64_t at_ms = now) {
-  CHECK(ev.schema_version() == current_schema_version);
+  CHECK(ev.schema_version() == current_event_version(ev.payload_case()));
   CHECK(ev.account_id() == account);
   CHECK(ev.seq() == seq);
   CHECK(ev.at_ms() == at_ms);

@@ -618,7 +618,7 @@ TEST_CASE("events carry the account id of the state", "[decide][stamp]") {
   auto d = decide(s, for_account(open_account(), "acc-9_x.Y"), now, rules{});
   REQUIRE(d.events.size() == 1);
   CHECK(d.events[0].account_id() == "acc-9_x.Y");
-  CHECK(d.events[0].schema_version() == current_schema_version);
+  CHECK(d.events[0].schema_version() == current_event_version(pb::Event::kAccountOpened));
 }
 
 // ---------------------------------------------------------------- sequences

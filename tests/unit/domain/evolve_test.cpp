@@ -175,7 +175,7 @@ TEST_CASE("evolve remembers transactions within rules::tx_window", "[tx_window][
 TEST_CASE("a snapshot holds the whole state and restores it", "[snapshot]") {
   auto s = replayed(rich_history());
   auto snap = to_snapshot(s);
-  CHECK(snap.schema_version() == current_schema_version);
+  CHECK(snap.schema_version() == current_snapshot_version);
   CHECK(snap.account_id() == account);
   CHECK(snap.version() == 12);
   CHECK(snap.recent_txs_size() == 4);

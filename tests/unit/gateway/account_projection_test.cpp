@@ -18,7 +18,7 @@ namespace {
 /// The journal record of `ev` as the poller delivers it: event n of the log at offset n.
 persistence::stored_event stored(account::pb::Event ev, const std::string& id, sequence_nr seq,
                                  log_offset offset) {
-  ev.set_schema_version(account::current_schema_version);
+  ev.set_schema_version(account::current_event_version(ev.payload_case()));
   ev.set_account_id(id);
   ev.set_seq(seq);
   ev.set_at_ms(1'700'000'000'000 + static_cast<std::int64_t>(offset));

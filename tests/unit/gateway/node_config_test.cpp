@@ -40,6 +40,7 @@ bool same(const node_config& a, const node_config& b) {
          && a.journal_index_interval == b.journal_index_interval && a.scheduler_threads == b.scheduler_threads
          && a.scheduler_policy == b.scheduler_policy && a.max_limit == b.max_limit
          && a.max_amount == b.max_amount && a.tx_window == b.tx_window
+         && a.deposit_event_version == b.deposit_event_version
          && a.cluster_port == b.cluster_port && a.seeds == b.seeds;
 }
 
