@@ -105,6 +105,11 @@ caf::behavior running(self_ptr self) {
       auto eff = st.logic->handle(env.payload, now_ms());
       if (eff.events.empty()) {
         answered(self);
+        // Nothing stored under this id (a read or a rejected command for an id that never
+        // had an event): do not keep an actor for it until the idle sweep — a flood of unknown
+        // ids would otherwise hold one each. The shard stops it the way passivation does.
+        if (st.seq == 0)
+          self->send(st.shard_actor, passivate_atom::value);
         return std::move(eff.reply);
       }
       st.pending = self->make_response_promise();

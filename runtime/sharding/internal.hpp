@@ -34,6 +34,8 @@ struct snapshot_answer {
 
 /// Entity → the region's reader: (read_snapshot_atom, entity_id) → snapshot_answer.
 using read_snapshot_atom = caf::atom_constant<caf::atom("sh_readsn")>;
+/// An entity asks its shard to stop it (local only): its stream is empty, nothing to keep.
+using passivate_atom = caf::atom_constant<caf::atom("sh_pass")>;
 
 /// Region settings shared (read-only) by all shards and entities of a region.
 using shared_settings = std::shared_ptr<const region_settings>;

@@ -54,16 +54,24 @@ void hand_to(self_ptr self, live_entity& entity, caf::response_promise& promise,
   promise.delegate(entity.actor, std::move(env));
 }
 
+/// Stops entity `id` between commands: from now on its requests are buffered and go to a fresh
+/// incarnation once it is gone.
+void passivate(self_ptr self, const entity_id& id, const caf::actor& entity) {
+  auto& st = self->state;
+  if (st.stopping.count(id) > 0)
+    return;
+  st.stopping.emplace(id, std::vector<buffered_request>{});
+  self->send(entity, stop_atom::value);
+}
+
 /// Stops entities idle for longer than passivate_after.
 void sweep(self_ptr self) {
   auto& st = self->state;
   st.sweep_scheduled = false;
   auto idle_since = clock::now() - st.settings->passivate_after;
   for (auto& [id, entity] : st.live) {
-    if (entity.last_active > idle_since || st.stopping.count(id) > 0)
-      continue;
-    st.stopping.emplace(id, std::vector<buffered_request>{});
-    self->send(entity.actor, stop_atom::value);
+    if (entity.last_active <= idle_since)
+      passivate(self, id, entity.actor);
   }
   if (!st.live.empty())
     schedule_sweep(self);
@@ -159,6 +167,15 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard
       return promise;
     },
     [=](sweep_atom) { sweep(self); },
+    // An entity with an empty stream asks to be stopped (entity_actor).
+    [=](passivate_atom) {
+      auto& st = self->state;
+      auto who = st.ids.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (who == st.ids.end())
+        return;
+      if (auto live = st.live.find(who->second); live != st.live.end())
+        passivate(self, who->second, live->second.actor);
+    },
     // Whether entity `id` runs here now (started, not passivating).
     [=](info_atom, const entity_id& id) {
       const auto& st = self->state;
@@ -176,10 +193,7 @@ caf::behavior shard_actor(caf::stateful_actor<shard_state>* self, shard_id shard
       }
       st.handoff = promise;
       for (auto& [id, entity] : st.live)
-        if (!st.stopping.count(id)) {
-          st.stopping.emplace(id, std::vector<buffered_request>{});
-          self->send(entity.actor, stop_atom::value);
-        }
+        passivate(self, id, entity.actor);
       return promise;
     },
   };

@@ -299,6 +299,36 @@ TEST_CASE("idle entities passivate and come back with their state", "[sharding]"
   CHECK(f.stats->recoveries == 2);
 }
 
+TEST_CASE("an entity whose stream is empty stops after each command: a flood of unknown ids "
+          "leaves no actor, and a stream that gets events stays",
+          "[sharding]") {
+  fixture f; // idle entities would stop only after 10 minutes
+  caf::scoped_actor self{*f.sys};
+  std::vector<caf::response_handle<caf::blocking_actor, caf::message, true>> handles;
+  for (int i = 0; i < 300; ++i)
+    handles.push_back(self->request(f.region, 20s, sharding::entity_envelope{"nobody-" + std::to_string(i), "get"}));
+  // Among them, commands that give an empty id its first events right behind a read: the
+  // entity may be stopped after them, but nothing is lost.
+  for (int i = 0; i < 3; ++i)
+    handles.push_back(self->request(f.region, 20s, sharding::entity_envelope{"nobody-7", "add 5"}));
+  int answered = 0;
+  for (auto& h : handles)
+    h.receive([&](std::string&) { ++answered; }, [&](caf::error& err) { FAIL(f.sys->render(err)); });
+  CHECK(answered == 303);
+  // The 299 empty ones stopped without waiting for the idle sweep.
+  REQUIRE(test::wait_until([&] { return f.stats->live_entities <= 1; }));
+  CHECK(!f.info("nobody-8").live);
+  CHECK(f.ask("nobody-7", "get") == "15/3");
+  // A stream with events keeps its actor.
+  CHECK(f.ask("somebody", "add 2") == "2/1");
+  CHECK(f.ask("somebody", "get") == "2/1");
+  CHECK(f.info("somebody").live);
+  CHECK(f.info("nobody-7").live);
+  CHECK(f.ask("nobody-8", "get") == "0/0");
+  REQUIRE(test::wait_until([&] { return f.stats->live_entities == 2; }));
+  CHECK(!f.info("nobody-8").live);
+}
+
 TEST_CASE("entity info: the journal's last seq and snapshot, and whether the entity runs, "
           "without starting it",
           "[sharding]") {
