@@ -82,7 +82,8 @@ std::shared_ptr<projection::projection_handler> account_projection() {
 persistence::expected<std::optional<account::pb::AccountView>>
 account_queries::account(const std::string& id) const {
   std::optional<account::pb::AccountView> out;
-  auto r = store_.read([&](const persistence::store_reader& txn) {
+  const auto store = current_();
+  auto r = store->read([&](const persistence::store_reader& txn) {
     if (auto bytes = txn.get(accounts, id)) {
       out.emplace();
       out->ParseFromArray(bytes->data(), static_cast<int>(bytes->size()));
@@ -96,7 +97,8 @@ account_queries::account(const std::string& id) const {
 persistence::expected<std::map<std::string, account::country_totals>>
 account_queries::countries() const {
   std::map<std::string, account::country_totals> out;
-  auto r = store_.read([&](const persistence::store_reader& txn) {
+  const auto store = current_();
+  auto r = store->read([&](const persistence::store_reader& txn) {
     txn.scan(table::countries, {}, [&](std::string_view key, std::string_view value) {
       auto t = decode_totals(value);
       if (t.total_accounts != 0 || t.combined_limit != 0)
@@ -122,7 +124,8 @@ persistence::expected<feed_page> account_queries::events(const std::vector<shard
   feed_page out;
   out.next = after;
   std::vector<std::vector<entry>> heads(after.size());
-  auto r = store_.read([&](const persistence::store_reader& txn) {
+  const auto store = current_();
+  auto r = store->read([&](const persistence::store_reader& txn) {
     // Per shard, up to `limit` entries after its position (then on to the end of an append).
     for (std::size_t s = 0; s < after.size(); ++s) {
       const auto shard = static_cast<shard_id>(s);

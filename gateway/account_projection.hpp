@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -34,7 +35,14 @@ struct feed_page {
 /// Queries on the accounts read model (read transactions, any thread).
 class account_queries {
 public:
-  explicit account_queries(const persistence::lmdb_store& store) : store_(store) {}
+  /// The store each query reads: the one answering at that moment (a rebuild switches it); the
+  /// query holds it until it ends.
+  using store_source = std::function<std::shared_ptr<const persistence::lmdb_store>()>;
+
+  explicit account_queries(store_source current) : current_(std::move(current)) {}
+  /// Queries on one store, which outlives this object.
+  explicit account_queries(const persistence::lmdb_store& store)
+    : current_([&store] { return std::shared_ptr<const persistence::lmdb_store>(std::shared_ptr<void>{}, &store); }) {}
 
   /// The view of one account, if the read model has it.
   persistence::expected<std::optional<account::pb::AccountView>> account(const std::string& id) const;
@@ -48,7 +56,7 @@ public:
                                           std::size_t limit) const;
 
 private:
-  const persistence::lmdb_store& store_;
+  store_source current_;
 };
 
 } // namespace kontor::gateway

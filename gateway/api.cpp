@@ -39,6 +39,7 @@ std::span<const route_spec> served_routes() {
     {"POST", "/accounts/{id}/unlock"},
     {"PUT", "/accounts/{id}/address"},
     {"POST", "/accounts/{id}/phones"},
+    {"POST", "/admin/read-models/{name}/rebuild"},
   };
   return routes;
 }
@@ -521,6 +522,11 @@ void api::operator()(http_request&& req, responder respond) const {
       return respond(unavailable("read_side_disabled", "this node runs with read-side = off"));
     return respond(read_model_query(seg.size() == 1 ? "events" : "countries", {}, target.query));
   }
+  if (seg.size() == 4 && seg[0] == "admin" && seg[1] == "read-models" && seg[3] == "rebuild") {
+    if (method != "POST")
+      return fail(method_not_allowed("POST"));
+    return respond(rebuild_read_model(seg[2]));
+  }
   if (seg.empty() || seg[0] != "accounts" || seg.size() > 3)
     return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
 
@@ -669,6 +675,32 @@ http_response api::read_model_query(const std::string& what, std::string_view id
   return with_offset(json_response(
     200, json::serialize(json::object{{"events", std::move(out)},
                                       {"next", projection::encode_feed_cursor(page->next)}})));
+}
+
+http_response api::rebuild_read_model(const std::string& name) const {
+  auto* models = ctx_.read_models;
+  if (models == nullptr || name != models->name())
+    return error_response(404, "read_model_not_found",
+                          "this node has no read model named '" + name + "'"
+                            + (models ? " (it has '" + models->name() + "')" : " (read-side = off)"));
+  const auto a = models->rebuild();
+  using outcome = projection::read_model_manager::rebuild_answer::outcome;
+  if (a.result == outcome::failed)
+    return unavailable("rebuild_failed", a.error);
+  json::object body{{"readModel", name},
+                    {"rebuild", a.number},
+                    {"directory", a.dir.filename().string()},
+                    {"eventsApplied", models->progress().events.load()}};
+  if (a.result == outcome::running) {
+    body["error"] = "rebuild_running";
+    body["message"] = "rebuild " + std::to_string(a.number) + " of " + name
+                      + " is running on this node; it answers until the switch";
+    return json_response(409, json::serialize(body));
+  }
+  body["status"] = "started";
+  body["message"] = "rebuilding " + name + " from the start of every shard's log; the current "
+                    "read model answers until the switch (kontor_read_model_rebuilding in /metrics)";
+  return json_response(202, json::serialize(body));
 }
 
 http_response api::cluster_members() const {

@@ -18,6 +18,7 @@
 #include "runtime/core/metrics.hpp"
 #include "runtime/persistence/journal.hpp"
 #include "runtime/projection/read_model.hpp"
+#include "runtime/projection/read_model_manager.hpp"
 
 namespace kontor::gateway {
 
@@ -54,6 +55,8 @@ struct api_context {
   /// Live entities per shard of every reachable node (GET /cluster/shards), asynchronously.
   std::function<void(std::function<void(bridge::census)>)> entity_counts;
   const authorizer* auth = nullptr; ///< bearer tokens (unset, or none configured: open)
+  /// This node's read model, for POST /admin/read-models/{name}/rebuild (unset: none).
+  projection::read_model_manager* read_models = nullptr;
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
@@ -80,6 +83,9 @@ private:
   /// The read-side routes: GET /accounts/{id}, /stats/countries, /events.
   http_response read_model_query(const std::string& what, std::string_view id,
                                  std::string_view query) const;
+
+  /// POST /admin/read-models/{name}/rebuild.
+  http_response rebuild_read_model(const std::string& name) const;
 
   api_context ctx_;
 };

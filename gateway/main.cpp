@@ -24,6 +24,7 @@
 #include "runtime/persistence/lmdb_journal.hpp"
 #include "runtime/projection/poller.hpp"
 #include "runtime/projection/read_model.hpp"
+#include "runtime/projection/read_model_manager.hpp"
 #include "runtime/message_types.hpp"
 #include "runtime/sharding/allocation.hpp"
 #include "runtime/sharding/coordinator.hpp"
@@ -222,14 +223,14 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     co.cluster = *daemon;
     return sharding::spawn_coordinator(s, co);
   });
-  std::unique_ptr<projection::read_model> read_model;
+  std::unique_ptr<projection::read_model_manager> read_model;
   std::unique_ptr<gateway::account_queries> read_queries;
   // Stops what runs so far (a start that fails half-way: the actor system's destructor waits for
   // every actor, so one left running would hang the exit).
   auto stop_early = [&] {
     singletons.stop_all();
     if (read_model)
-      caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
+      read_model->stop();
     for (auto& a : {log_server, table_store, region, entities.actor()})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   };
@@ -251,16 +252,30 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     rms.stats->lag_seconds = &metrics.histogram(
       "kontor_projection_lag_seconds", "time from journal commit to read-model commit, per event",
       latency_buckets());
-    auto opened = projection::read_model::open(sys, rms);
+    // One read model ("accounts"), rebuilt on demand (POST /admin/read-models/accounts/rebuild).
+    auto opened = projection::read_model_manager::open(sys, {"accounts", rms, poller});
     if (!opened) {
       log(log_level::error, component, "cannot open the read model: " + opened.error().message);
       stop_early();
       return 1;
     }
     read_model = std::move(*opened);
-    read_model->subscribe(poller);
-    read_queries = std::make_unique<gateway::account_queries>(read_model->store());
     auto* rm = read_model.get();
+    read_queries = std::make_unique<gateway::account_queries>([rm] {
+      auto model = rm->current();
+      return std::shared_ptr<const persistence::lmdb_store>(model, &model->store());
+    });
+    metrics.gauge("kontor_read_model_rebuilding", "1 while a rebuild of the read model runs",
+                  [rm] { return rm->progress().running ? 1.0 : 0.0; });
+    metrics.gauge("kontor_read_model_rebuild_events",
+                  "events the running (or last) rebuild of the read model has applied",
+                  [rm] { return static_cast<double>(rm->progress().events.load()); });
+    metrics.counter_from("kontor_read_model_rebuilds_total",
+                         "rebuilds of the read model since start, by outcome", {{"outcome", "switched"}},
+                         [rm] { return static_cast<double>(rm->progress().completed.load()); });
+    metrics.counter_from("kontor_read_model_rebuilds_total",
+                         "rebuilds of the read model since start, by outcome", {{"outcome", "failed"}},
+                         [rm] { return static_cast<double>(rm->progress().failed.load()); });
     metrics.gauge("kontor_projection_offset", "events the read model has applied (all shards)",
                   [rm] { return static_cast<double>(rm->stats().applied.load()); });
     metrics.gauge("kontor_projection_lag_events", "events not yet in the read model",
@@ -375,13 +390,13 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                           regions.emplace_back(m.name, r);
                       entities.entity_counts(std::move(regions), std::move(done));
                     },
-                    &auth}};
+                    &auth, read_model.get()}};
 
   auto stop_actors = [&] {
     node->stop();
     singletons.stop_all();
     if (read_model)
-      caf::anon_send_exit(read_model->actor(), caf::exit_reason::user_shutdown);
+      read_model->stop();
     for (auto& a : {log_server, table_store, region, entities.actor()})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
     sys.await_all_actors_done();

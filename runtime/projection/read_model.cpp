@@ -14,6 +14,7 @@ namespace kontor::projection {
 namespace {
 
 using resubscribe_atom = caf::atom_constant<caf::atom("prj_resub")>;
+using promote_atom = caf::atom_constant<caf::atom("prj_promo")>;
 
 constexpr const char* component = "read-model";
 constexpr const char* format_key = "format";
@@ -59,6 +60,7 @@ struct model_state {
   persistence::lmdb_store* store = nullptr;
   std::shared_ptr<projection_handler> handler;
   std::shared_ptr<read_model_stats> stats;
+  std::shared_ptr<read_model_stats> promoted_stats; ///< reported into after promote_atom
   persistence::table_id meta = 0;
   std::vector<shard_offset> next;   ///< per shard, the next position to apply (durable)
   std::vector<shard_offset> ends;   ///< per shard, the highest end the poller reported
@@ -109,6 +111,15 @@ void log_progress(self_ptr self) {
     log(log_level::info, component,
         st.store->dir().string() + ": caught up at " + std::to_string(applied) + " events");
   }
+}
+
+/// Publishes the durable positions (and the ends known) in the stats.
+void report_positions(model_state& st) {
+  st.stats->applied = applied_total(st.next);
+  std::vector<shard_offset> applied(st.next.size());
+  for (std::size_t s = 0; s < applied.size(); ++s)
+    applied[s] = st.next[s] - 1;
+  st.stats->record(applied, st.ends);
 }
 
 /// Stores the batch's new events and the positions after them in one transaction.
@@ -171,11 +182,7 @@ caf::result<applied_atom, shard_positions> apply_batch(self_ptr self, event_batc
   if (!applied_at.empty())
     st.stats->lag_ms = now - applied_at.back();
   st.stats->events += applied_at.size();
-  st.stats->applied = applied_total(st.next);
-  std::vector<shard_offset> applied(st.next.size());
-  for (std::size_t s = 0; s < applied.size(); ++s)
-    applied[s] = st.next[s] - 1;
-  st.stats->record(applied, st.ends);
+  report_positions(st);
   log_progress(self);
   return {applied_atom::value, positions(self)};
 }
@@ -183,12 +190,14 @@ caf::result<applied_atom, shard_positions> apply_batch(self_ptr self, event_batc
 caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
                           std::shared_ptr<projection_handler> handler,
                           std::shared_ptr<read_model_stats> stats, persistence::table_id meta,
+                          std::shared_ptr<read_model_stats> promoted_stats,
                           std::vector<shard_offset> next,
                           std::chrono::milliseconds resubscribe_after) {
   auto& st = self->state;
   st.store = store;
   st.handler = std::move(handler);
   st.stats = std::move(stats);
+  st.promoted_stats = std::move(promoted_stats);
   st.meta = meta;
   st.ends.assign(next.size(), 0);
   st.next = std::move(next);
@@ -201,6 +210,14 @@ caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
       self->state.poller = std::move(poller);
       send_subscribe(self);
       self->delayed_send(self, self->state.resubscribe_after, resubscribe_atom::value);
+    },
+    [=](promote_atom) {
+      auto& st = self->state;
+      if (!st.promoted_stats)
+        return;
+      st.stats = std::move(st.promoted_stats);
+      st.promoted_stats = nullptr;
+      report_positions(st);
     },
     [=](resubscribe_atom) {
       auto& st = self->state;
@@ -314,7 +331,8 @@ read_model::open(caf::actor_system& sys, read_model_settings settings) {
   }
   auto rm = std::unique_ptr<read_model>(new read_model(std::move(settings), std::move(*store)));
   auto model = sys.spawn<caf::detached>(model_actor, rm->store_.get(), rm->settings_.handler,
-                                        rm->settings_.stats, meta, std::move(*next),
+                                        rm->settings_.stats, meta, rm->settings_.promoted_stats,
+                                        std::move(*next),
                                         rm->settings_.resubscribe_after);
   rm->actor_ = sys.spawn(model_front, model);
   caf::anon_send(model, rm->actor_);
@@ -324,6 +342,24 @@ read_model::open(caf::actor_system& sys, read_model_settings settings) {
 
 void read_model::subscribe(const caf::actor& poller) {
   caf::anon_send(model_, subscribe_atom::value, poller);
+}
+
+void read_model::promote() {
+  if (!settings_.promoted_stats)
+    return;
+  caf::anon_send(model_, promote_atom::value);
+  promoted_ = true;
+}
+
+void read_model::stop_and_wait() {
+  caf::scoped_actor self{model_.home_system()};
+  self->monitor(model_);
+  caf::anon_send_exit(actor_, caf::exit_reason::user_shutdown); // the front takes the model along
+  self->receive([](const caf::down_msg&) {},
+                caf::after(std::chrono::seconds(60)) >> [this] {
+                  log(log_level::warn, component,
+                      store_->dir().string() + ": its actor did not stop within 60 s");
+                });
 }
 
 } // namespace kontor::projection

@@ -59,6 +59,9 @@ struct read_model_settings {
   std::shared_ptr<projection_handler> handler;
   std::shared_ptr<read_model_stats> stats = std::make_shared<read_model_stats>();
   std::chrono::milliseconds resubscribe_after{std::chrono::seconds(2)};
+  /// Where it reports once promote() is called (a rebuild takes over the stats of the model it
+  /// replaces, so metrics and X-Projection-Offset keep one source); unset: `stats` for good.
+  std::shared_ptr<read_model_stats> promoted_stats;
 };
 
 /// A read model on this node: an LMDB store with the handler's tables and, per shard, the
@@ -79,9 +82,18 @@ public:
   /// subscribers).
   void subscribe(const caf::actor& poller);
 
+  /// From now on reports into `settings.promoted_stats` (the positions it has go there at once).
+  void promote();
+
+  /// Stops its actors and waits until the one that commits has ended; queries may still read
+  /// the store until it is destroyed.
+  void stop_and_wait();
+
   /// The store, for queries (read transactions from any thread).
   const persistence::lmdb_store& store() const noexcept { return *store_; }
-  const read_model_stats& stats() const noexcept { return *settings_.stats; }
+  const read_model_stats& stats() const noexcept {
+    return promoted_ ? *settings_.promoted_stats : *settings_.stats;
+  }
   /// The actor batches go to (its public face; an exit of it stops the model too).
   const caf::actor& actor() const noexcept { return actor_; }
 
@@ -92,6 +104,7 @@ private:
   std::unique_ptr<persistence::lmdb_store> store_;
   caf::actor actor_;  ///< the front
   caf::actor model_;  ///< the detached actor that commits batches
+  std::atomic<bool> promoted_{false};
 };
 
 } // namespace kontor::projection
