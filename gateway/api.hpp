@@ -19,6 +19,9 @@
 #include "runtime/persistence/journal.hpp"
 #include "runtime/projection/read_model.hpp"
 
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
 namespace kontor::gateway {
 
 /// One route the API serves: a method and a path template ("/accounts/{id}"). Every GET route
@@ -54,6 +57,8 @@ struct api_context {
   /// Live entities per shard of every reachable node (GET /cluster/shards), asynchronously.
   std::function<void(std::function<void(bridge::census)>)> entity_counts;
   const authorizer* auth = nullptr; ///< bearer tokens (unset, or none configured: open)
+  caf::actor_system* system = nullptr; ///< to ask the policies (/admin/policies/...)
+  const std::map<std::string, caf::actor>* policies = nullptr; ///< running policies by name
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
@@ -80,6 +85,8 @@ private:
   /// The read-side routes: GET /accounts/{id}, /stats/countries, /events.
   http_response read_model_query(const std::string& what, std::string_view id,
                                  std::string_view query) const;
+  /// GET /admin/policies/{name}/dead-letters, POST .../dead-letters/retry.
+  void policy_admin(const std::string& name, bool retry, responder respond) const;
 
   api_context ctx_;
 };
