@@ -458,6 +458,12 @@ caf::behavior front_actor(caf::event_based_actor* self, caf::actor intake) {
   };
 }
 
+/// Stands in for a policy that could not start: an actor that ends at once with an error, so a
+/// singleton manager starts the policy again after its restart delay.
+caf::actor failed_policy(caf::actor_system& sys) {
+  return sys.spawn([](caf::event_based_actor* self) { self->quit(caf::sec::runtime_error); });
+}
+
 } // namespace
 
 caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings) {
@@ -467,7 +473,7 @@ caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings) {
   if (!store) {
     log(log_level::error, component,
         name + ": cannot open " + settings.dir.string() + ": " + store.error().message);
-    return {};
+    return failed_policy(sys);
   }
   const std::string wanted = "kontor-policy/1:" + std::to_string(shards);
   std::string found;
@@ -496,7 +502,7 @@ caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings) {
     });
     if (!init) {
       log(log_level::error, component, name + ": cannot initialize its store: " + init.error().message);
-      return {};
+      return failed_policy(sys);
     }
   }
   auto poller = settings.poller;

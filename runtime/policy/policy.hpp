@@ -96,8 +96,9 @@ struct policy_settings {
 /// that fails `max_attempts` times, or is rejected, becomes a dead letter and the next goes on.
 /// An effect leaves the outbox only after its target answered: at least once, and exactly once
 /// where the target deduplicates by key. The actor answers dead_letters_atom and retry_atom
-/// (messages.hpp); its exit stops the delivery thread and closes the store. Returns an invalid
-/// actor (and logs why) when the store cannot be opened.
+/// (messages.hpp); its exit stops the delivery thread and closes the store. When the store
+/// cannot be opened it logs why and returns an actor that ends at once with an error (a singleton
+/// manager then tries again after its restart delay).
 caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings);
 
 /// Asks policy `policy` (or its singleton proxy) for its dead letters; `done` gets them, or
