@@ -12,6 +12,7 @@
 
 #include "gateway/json_mapping.hpp"
 #include "runtime/core/log.hpp"
+#include "runtime/policy/policy.hpp"
 #include "runtime/projection/feed_cursor.hpp"
 
 namespace json = boost::json;
@@ -40,6 +41,8 @@ std::span<const route_spec> served_routes() {
     {"PUT", "/accounts/{id}/address"},
     {"POST", "/accounts/{id}/phones"},
     {"POST", "/admin/read-models/{name}/rebuild"},
+    {"GET", "/admin/policies/{name}/dead-letters"},
+    {"POST", "/admin/policies/{name}/dead-letters/retry"},
   };
   return routes;
 }
@@ -527,6 +530,18 @@ void api::operator()(http_request&& req, responder respond) const {
       return fail(method_not_allowed("POST"));
     return respond(rebuild_read_model(seg[2]));
   }
+  if (seg.size() >= 4 && seg[0] == "admin" && seg[1] == "policies" && seg[3] == "dead-letters") {
+    if (seg.size() == 4) {
+      if (method != "GET")
+        return fail(method_not_allowed("GET"));
+      return policy_admin(seg[2], false, std::move(respond));
+    }
+    if (seg.size() == 5 && seg[4] == "retry") {
+      if (method != "POST")
+        return fail(method_not_allowed("POST"));
+      return policy_admin(seg[2], true, std::move(respond));
+    }
+  }
   if (seg.empty() || seg[0] != "accounts" || seg.size() > 3)
     return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
 
@@ -952,6 +967,47 @@ void api::explain(std::string id, responder respond) const {
       }
       here["readModel"] = std::move(read_side);
       respond(json_response(200, json::serialize(here)));
+    });
+}
+
+void api::policy_admin(const std::string& name, bool retry, responder respond) const {
+  const caf::actor* target = nullptr;
+  if (ctx_.policies && ctx_.system)
+    if (auto i = ctx_.policies->find(name); i != ctx_.policies->end())
+      target = &i->second;
+  if (target == nullptr)
+    return respond(error_response(404, "policy_not_found",
+                                  "no policy " + name + " runs in this cluster (is it configured?)"));
+  constexpr auto timeout = std::chrono::seconds(5);
+  auto no_answer = [name] {
+    return unavailable("policy_unavailable", "the policy " + name + " did not answer (starting or moving?)");
+  };
+  if (retry) {
+    return policy::retry_dead_letters(
+      *ctx_.system, *target, timeout, [respond, name, no_answer](std::optional<std::uint64_t> n) {
+        if (!n)
+          return respond(no_answer());
+        respond(json_response(200, json::serialize(json::object{{"policy", name}, {"retried", *n}})));
+      });
+  }
+  policy::ask_dead_letters(
+    *ctx_.system, *target, timeout,
+    [respond, no_answer](std::optional<std::vector<policy::dead_letter>> letters) {
+      if (!letters)
+        return respond(no_answer());
+      json::array out;
+      for (const auto& d : *letters) {
+        json::error_code ec;
+        auto payload = json::parse(d.payload, ec);
+        out.push_back(json::object{{"key", d.key},
+                                   {"shard", d.shard},
+                                   {"position", d.position},
+                                   {"attempts", d.attempts},
+                                   {"reason", d.reason},
+                                   {"failedAt", d.failed_at},
+                                   {"payload", ec ? json::value(d.payload) : payload}});
+      }
+      respond(json_response(200, json::serialize(out)));
     });
 }
 

@@ -20,6 +20,9 @@
 #include "runtime/projection/read_model.hpp"
 #include "runtime/projection/read_model_manager.hpp"
 
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
 namespace kontor::gateway {
 
 /// One route the API serves: a method and a path template ("/accounts/{id}"). Every GET route
@@ -57,6 +60,8 @@ struct api_context {
   const authorizer* auth = nullptr; ///< bearer tokens (unset, or none configured: open)
   /// This node's read model, for POST /admin/read-models/{name}/rebuild (unset: none).
   projection::read_model_manager* read_models = nullptr;
+  caf::actor_system* system = nullptr; ///< to ask the policies (/admin/policies/...)
+  const std::map<std::string, caf::actor>* policies = nullptr; ///< running policies by name
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
@@ -83,6 +88,8 @@ private:
   /// The read-side routes: GET /accounts/{id}, /stats/countries, /events.
   http_response read_model_query(const std::string& what, std::string_view id,
                                  std::string_view query) const;
+  /// GET /admin/policies/{name}/dead-letters, POST .../dead-letters/retry.
+  void policy_admin(const std::string& name, bool retry, responder respond) const;
 
   /// POST /admin/read-models/{name}/rebuild.
   http_response rebuild_read_model(const std::string& name) const;

@@ -17,8 +17,8 @@ enum class scope { read = 1, write = 2, admin = 3 };
 /// "read", "write", "admin".
 const char* to_string(scope s);
 
-/// The scope a request needs: `GET`/`HEAD` read, other methods write, and every method under
-/// /cluster/ or /admin/ other than GET/HEAD admin.
+/// The scope a request needs: `GET`/`HEAD` read, other methods write; every method under
+/// /admin/ and every method under /cluster/ other than GET/HEAD admin.
 scope required_scope(std::string_view method, std::string_view path);
 
 class authorizer {

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <thread>
 
@@ -18,10 +19,12 @@
 #include "gateway/bridge.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/node_config.hpp"
+#include "gateway/thank_you_policy.hpp"
 #include "runtime/cluster/cluster.hpp"
 #include "runtime/core/log.hpp"
 #include "runtime/core/metrics.hpp"
 #include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/policy/policy.hpp"
 #include "runtime/projection/poller.hpp"
 #include "runtime/projection/read_model.hpp"
 #include "runtime/projection/read_model_manager.hpp"
@@ -94,6 +97,64 @@ void leave_cluster(cluster::cluster& node, const sharding::shard_directory& dire
   wait_for([&] { return cluster_exit_code.load() >= 0; }, milliseconds(20));
   if (cluster_exit_code.load() < 0)
     log(log_level::warn, component, "the cluster did not confirm the leave in time; stopping anyway");
+}
+
+/// Starts the configured policies as cluster singletons (into `policies`, by name) and registers
+/// their metrics (every known policy's, so the series exist when it is off). False: bad config.
+bool start_policies(const gateway::node_config& cfg, singleton::singleton_manager& singletons, const caf::actor& poller,
+                    metrics_registry& metrics, std::map<std::string, caf::actor>& policies) {
+  const std::string name = "thank-you";
+  // The statistics outlive the policy's instances on this node (it may start, move away and
+  // come back): counters stay monotonic.
+  auto stats = std::make_shared<policy::policy_stats>();
+  const metric_labels labels{{"policy", name}};
+  metrics.gauge("kontor_policy_lag_events",
+                "events a policy running on this node has not carried out yet (0 where it does not run)",
+                labels, [stats] { return stats->running ? static_cast<double>(stats->lag()) : 0.0; });
+  metrics.gauge("kontor_policy_dead_letters",
+                "effects a policy running on this node gave up on and keeps (0 where it does not run)",
+                labels,
+                [stats] { return stats->running ? static_cast<double>(stats->dead_letters.load()) : 0.0; });
+  for (const auto& [outcome, count] : {std::pair{"delivered", &stats->delivered},
+                                       std::pair{"rejected", &stats->rejected},
+                                       std::pair{"gave_up", &stats->gave_up}})
+    metrics.counter_from("kontor_policy_deliveries_total",
+                         "effects a policy finished on this node, by outcome (rejected and gave_up "
+                         "became dead letters)",
+                         {{"policy", name}, {"outcome", outcome}},
+                         [count] { return static_cast<double>(count->load()); });
+  metrics.counter_from("kontor_policy_retries_total", "failed attempts a policy retried on this node",
+                       labels, [stats] { return static_cast<double>(stats->retries.load()); });
+  if (cfg.thank_you_url.empty())
+    return true;
+  if (!poller) {
+    log(log_level::error, component,
+        "thank-you-webhook-url needs read-side = on (policies follow the read side's poller)");
+    return false;
+  }
+  gateway::thank_you_settings ty;
+  ty.url = cfg.thank_you_url;
+  ty.min_amount = cfg.thank_you_min_amount;
+  ty.timeout = cfg.policy_attempt_timeout;
+  auto handler = gateway::thank_you_policy(ty);
+  if (!handler) {
+    log(log_level::error, component, "thank-you-webhook-url: '" + cfg.thank_you_url + "' is not http://host[:port]/path");
+    return false;
+  }
+  policy::policy_settings pol;
+  pol.dir = std::filesystem::path(cfg.data_dir) / ("policy-" + name);
+  pol.number_of_shards = cfg.number_of_shards;
+  pol.handler = std::move(handler);
+  pol.retry = {cfg.policy_retry_initial, cfg.policy_retry_max, cfg.policy_max_attempts};
+  pol.stats = stats;
+  pol.poller = poller;
+  policies[name] = singletons.start("policy-" + name, [pol](caf::actor_system& s) {
+    return policy::spawn_policy(s, pol);
+  });
+  log(log_level::info, component,
+      "policy " + name + ": deposits of at least " + std::to_string(cfg.thank_you_min_amount) + " → "
+        + cfg.thank_you_url);
+  return true;
 }
 
 int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
@@ -234,6 +295,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     for (auto& a : {log_server, table_store, region, entities.actor()})
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   };
+  caf::actor poller; // the poller singleton's proxy (read side on)
   if (cfg.read_side) {
     projection::poller_settings ps;
     // Each shard is read from the node that holds it.
@@ -242,7 +304,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     ps.idle_min = cfg.projection_idle_min;
     ps.idle_max = cfg.projection_idle_max;
     ps.min_interval = cfg.projection_min_interval;
-    auto poller = singletons.start("poller", [ps](caf::actor_system& s) {
+    poller = singletons.start("poller", [ps](caf::actor_system& s) {
       return projection::spawn_poller(s, ps);
     });
     projection::read_model_settings rms;
@@ -299,6 +361,13 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
     metrics.gauge("kontor_projection_last_event_lag_seconds",
                   "time from journal commit to read-model commit of the last event applied",
                   [rm] { return static_cast<double>(rm->stats().lag_ms.load()) / 1000.0; });
+  }
+
+  // Policies: each a cluster singleton that follows the poller (see runtime/policy/policy.hpp).
+  std::map<std::string, caf::actor> policies;
+  if (!start_policies(cfg, singletons, poller, metrics, policies)) {
+    stop_early();
+    return 2;
   }
 
   auto stats = rs.stats;
@@ -390,7 +459,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                           regions.emplace_back(m.name, r);
                       entities.entity_counts(std::move(regions), std::move(done));
                     },
-                    &auth, read_model.get()}};
+                    &auth, read_model.get(), &sys, &policies}};
 
   auto stop_actors = [&] {
     node->stop();

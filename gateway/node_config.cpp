@@ -291,6 +291,29 @@ std::vector<option> options() {
      "commands the accounts of one shard may have waiting together; one more gets 503 overloaded "
      "at once (0: unbounded)",
      int_setter(&node_config::max_shard_queue, 0, 10'000'000)},
+    {"thank-you-webhook-url", "",
+     "http://host[:port]/path the thank-you policy POSTs a notification to for every deposit of "
+     "at least thank-you-min-amount, with Idempotency-Key: <event id> (empty: the policy is off)",
+     [](node_config& c, const std::string& n, const std::string& t) {
+       if (!t.empty() && t.rfind("http://", 0) != 0)
+         throw bad_value{n + ": '" + t + "' is not an http:// URL"};
+       c.thank_you_url = t;
+     }},
+    {"thank-you-min-amount", std::to_string(d.thank_you_min_amount),
+     "smallest deposit (in minor units) the thank-you policy notifies about",
+     int_setter(&node_config::thank_you_min_amount, 1, max_money)},
+    {"policy-retry-initial", ms_text(d.policy_retry_initial),
+     "a policy's first wait after a failed attempt (doubles up to policy-retry-max)",
+     duration_setter(&node_config::policy_retry_initial, 1)},
+    {"policy-retry-max", ms_text(d.policy_retry_max),
+     "a policy's longest wait between two attempts of one effect",
+     duration_setter(&node_config::policy_retry_max, 1)},
+    {"policy-max-attempts", std::to_string(d.policy_max_attempts),
+     "attempts of one effect before it becomes a dead letter (a 4xx answer makes one at once)",
+     int_setter(&node_config::policy_max_attempts, 1, 1'000'000)},
+    {"policy-attempt-timeout", ms_text(d.policy_attempt_timeout),
+     "longest one attempt of a policy may take (connect, send, answer); past it, it is retried",
+     duration_setter(&node_config::policy_attempt_timeout, 1)},
   };
 }
 

@@ -70,6 +70,13 @@ struct node_config {
   std::size_t route_buffer = 10'000;
   std::size_t max_entity_queue = 128; ///< commands one account may have waiting (0: unbounded)
   std::size_t max_shard_queue = 4096; ///< commands one shard's accounts may have waiting
+  // policies
+  std::string thank_you_url;                 ///< the thank-you webhook (empty: policy off)
+  std::int64_t thank_you_min_amount = 1000;  ///< deposits of at least this are thanked for
+  std::chrono::milliseconds policy_retry_initial{200};  ///< first backoff after a failed attempt
+  std::chrono::milliseconds policy_retry_max{30'000};   ///< backoff cap (it doubles up to this)
+  std::uint32_t policy_max_attempts = 60;    ///< attempts before an effect is a dead letter
+  std::chrono::milliseconds policy_attempt_timeout{5'000}; ///< per attempt (connect to answer)
 };
 
 /// What `parse_node_config` can end with besides a config.

@@ -7,11 +7,13 @@
 // Each module has its own type-ID block at a fixed start, so no module's header depends on
 // another's: kontor (sharding) at first_custom_type_id, kontor_cluster at +100, kontor_stream
 // at +200, kontor_projection at +300, kontor_sharding (the sharding protocol between nodes) at
-// +400. A block must stay below the next one's start.
+// +400, kontor_policy (the policies' admin protocol) at +500. A block must stay below the next
+// one's start.
 
 #include <caf/actor_system_config.hpp>
 
 #include "runtime/cluster/messages.hpp"
+#include "runtime/policy/messages.hpp"
 #include "runtime/projection/messages.hpp"
 #include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/messages.hpp"
@@ -26,6 +28,7 @@ inline void add_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_types<caf::id_block::kontor_stream>();
   cfg.add_message_types<caf::id_block::kontor_projection>();
   cfg.add_message_types<caf::id_block::kontor_sharding>();
+  cfg.add_message_types<caf::id_block::kontor_policy>();
 }
 
 } // namespace kontor

@@ -111,6 +111,14 @@ public:
     gauges_[name] = std::move(fn);
   }
 
+  /// The gauge `name{labels}` whose value is read from `fn` at every render.
+  void gauge(const std::string& name, const std::string& help, const metric_labels& labels,
+             std::function<double()> fn) {
+    std::unique_lock<std::shared_mutex> write{mtx_};
+    help_.emplace(name, family{help, "gauge"});
+    labelled_gauges_[series_key(name, labels)] = {name, label_text(labels), std::move(fn)};
+  }
+
   /// Everything in the Prometheus text exposition format (version 0.0.4).
   std::string render() const {
     std::shared_lock<std::shared_mutex> read{mtx_};
@@ -143,6 +151,10 @@ public:
     for (const auto& [name, fn] : gauges_) {
       header(name);
       out << name << ' ' << fn() << '\n';
+    }
+    for (const auto& [key, s] : labelled_gauges_) {
+      header(s.name);
+      out << s.name << s.labels << ' ' << s.read() << '\n';
     }
     return out.str();
   }
@@ -192,6 +204,7 @@ private:
   std::map<std::string, read_series> read_counters_;                // sorted like counters_
   std::map<std::string, std::unique_ptr<metric_histogram>> histograms_;
   std::map<std::string, std::function<double()>> gauges_;
+  std::map<std::string, read_series> labelled_gauges_;              // sorted like counters_
 };
 
 } // namespace kontor

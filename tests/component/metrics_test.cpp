@@ -31,6 +31,10 @@ const std::vector<series> readme_series = {
   {"kontor_queued_commands", "gauge", {}},
   {"kontor_shard_queue_depth_max", "gauge", {}},
   {"kontor_commands_refused_total", "counter", {"queue"}},
+  {"kontor_policy_lag_events", "gauge", {"policy"}},
+  {"kontor_policy_deliveries_total", "counter", {"policy", "outcome"}},
+  {"kontor_policy_retries_total", "counter", {"policy"}},
+  {"kontor_policy_dead_letters", "gauge", {"policy"}},
 };
 
 /// The sample lines of `name` (exactly that metric name, any labels).

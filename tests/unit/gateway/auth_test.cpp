@@ -22,8 +22,8 @@ authorizer tokens() {
 
 } // namespace
 
-TEST_CASE("routes need read for GET and HEAD, write for commands, admin for /cluster and /admin "
-          "writes",
+TEST_CASE("routes need read for GET and HEAD, write for commands, admin for /cluster writes and "
+          "all of /admin",
           "[auth]") {
   CHECK(required_scope("GET", "/accounts/1") == scope::read);
   CHECK(required_scope("HEAD", "/cluster/members") == scope::read);
@@ -32,6 +32,7 @@ TEST_CASE("routes need read for GET and HEAD, write for commands, admin for /clu
   CHECK(required_scope("POST", "/cluster/leave") == scope::admin);
   CHECK(required_scope("POST", "/admin/read-models/accounts/rebuild") == scope::admin);
   CHECK(required_scope("POST", "/clusterx") == scope::write);
+  CHECK(required_scope("GET", "/admin/policies/thank-you/dead-letters") == scope::admin);
 }
 
 TEST_CASE("a token allows its scope and the scopes below it, nothing else", "[auth]") {

@@ -1,0 +1,116 @@
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/fwd.hpp>
+
+#include "runtime/core/metrics.hpp"
+#include "runtime/persistence/journal.hpp"
+#include "runtime/policy/messages.hpp"
+
+namespace kontor::policy {
+
+/// One effect a policy wants for one event: what to send, and the key that makes it idempotent
+/// at a target that deduplicates (the same event always gives the same key).
+struct effect {
+  std::string key;     ///< deterministic per event, e.g. the event's id
+  std::string payload; ///< opaque to the runtime (JSON for a webhook, a command for a policy
+                       ///< that commands an entity)
+};
+
+/// How one attempt to carry out an effect ended.
+enum class outcome {
+  done,      ///< the target has it (or had it: a dedup answer is a success)
+  retry,     ///< a transient failure (down, timeout, 5xx): try again after a backoff
+  rejected,  ///< the target refused it for good (4xx): a dead letter at once
+};
+
+/// The answer of a target to one attempt, with a reason for the log and the dead letter.
+struct attempt_result {
+  outcome result = outcome::done;
+  std::string reason;
+};
+
+/// The application side of a policy (a process manager): which events matter and what to do
+/// for each, and how to do it. The runtime knows nothing of what the events mean.
+class policy_handler {
+public:
+  virtual ~policy_handler() = default;
+  /// The policy's name: its store's folder (policy-<name>), its routes and metrics label.
+  virtual std::string name() const = 0;
+  /// The effect `ev` calls for, if any. Pure: called once per event and position, in shard order.
+  virtual std::optional<effect> select(const persistence::stored_event& ev) = 0;
+  /// Carries out one effect (blocking; called on the policy's own delivery thread, never on a
+  /// scheduler thread). Must bound its own time (timeouts) and may be called again with the
+  /// same effect after a crash or a retry: the key is what makes that harmless.
+  virtual attempt_result carry_out(const effect& e) = 0;
+};
+
+/// Retry settings: exponential backoff from `initial`, doubling up to `max`; after
+/// `max_attempts` failed attempts the effect becomes a dead letter.
+struct retry_settings {
+  std::chrono::milliseconds initial{200};
+  std::chrono::milliseconds max{std::chrono::seconds(30)};
+  std::uint32_t max_attempts = 60;
+};
+
+/// What a policy reports (metrics); kept across the policy's restarts on this node.
+struct policy_stats {
+  std::atomic<std::uint64_t> delivered{0};    ///< effects carried out
+  std::atomic<std::uint64_t> rejected{0};     ///< effects the target refused (4xx)
+  std::atomic<std::uint64_t> gave_up{0};      ///< effects that reached the retry cap
+  std::atomic<std::uint64_t> retries{0};      ///< failed attempts that were retried
+  std::atomic<std::uint64_t> dead_letters{0}; ///< dead letters kept now
+  std::atomic<std::uint64_t> pending{0};      ///< effects accepted, not yet carried out
+  std::atomic<std::uint64_t> behind{0};       ///< events the poller reported but not accepted yet
+  std::atomic<bool> running{false};           ///< whether the policy runs on this node
+  /// Events not yet handled: accepted but not carried out, plus not yet accepted.
+  std::uint64_t lag() const noexcept { return pending.load() + behind.load(); }
+};
+
+/// Settings of a policy.
+struct policy_settings {
+  std::filesystem::path dir;             ///< its LMDB store (data/policy-<name>)
+  std::uint32_t number_of_shards = 64;
+  std::shared_ptr<policy_handler> handler;
+  retry_settings retry;
+  std::shared_ptr<policy_stats> stats = std::make_shared<policy_stats>();
+  caf::actor poller;                     ///< the poller (its singleton proxy) to subscribe to
+  std::chrono::milliseconds resubscribe_after{std::chrono::seconds(2)};
+};
+
+/// Starts a policy on this node and returns its actor (a singleton manager's factory returns
+/// it). The policy subscribes to `poller` like a read model, and in one transaction per batch
+/// stores the effects the batch calls for in its outbox with its new per-shard positions, so
+/// an event is neither skipped nor accepted twice. A delivery thread carries the outbox out in
+/// order (so per account in order too), one effect at a time, with exponential backoff; one
+/// that fails `max_attempts` times, or is rejected, becomes a dead letter and the next goes on.
+/// An effect leaves the outbox only after its target answered: at least once, and exactly once
+/// where the target deduplicates by key. The actor answers dead_letters_atom and retry_atom
+/// (messages.hpp); its exit stops the delivery thread and closes the store. When the store
+/// cannot be opened it logs why and returns an actor that ends at once with an error (a singleton
+/// manager then tries again after its restart delay).
+caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings);
+
+/// Asks policy `policy` (or its singleton proxy) for its dead letters; `done` gets them, or
+/// nullopt when it did not answer within `timeout`. Callable from any thread.
+void ask_dead_letters(caf::actor_system& sys, const caf::actor& policy,
+                      std::chrono::milliseconds timeout,
+                      std::function<void(std::optional<std::vector<dead_letter>>)> done);
+
+/// Asks policy `policy` to retry every dead letter (they go back to the end of its outbox);
+/// `done` gets how many, or nullopt on timeout. Callable from any thread.
+void retry_dead_letters(caf::actor_system& sys, const caf::actor& policy,
+                        std::chrono::milliseconds timeout,
+                        std::function<void(std::optional<std::uint64_t>)> done);
+
+} // namespace kontor::policy
