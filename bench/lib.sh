@@ -103,6 +103,18 @@ node_counters() {
   echo "$ticks $switches"
 }
 
+# started_counters: node_counters of every process this script started and has not reaped yet: the
+# nodes, the cluster members and $helper_pids (e.g. a webhook receiver, a second node kept aside),
+# so machine_share does not count them as others' CPU.
+helper_pids=()
+started_counters() {
+  local pids=() p
+  [ -n "$node_pid" ] && pids+=("$node_pid")
+  for p in "${member_pid[@]}" "${helper_pids[@]}"; do pids+=("$p"); done
+  [ ${#pids[@]} -gt 0 ] || { echo "0 0"; return; }
+  node_counters "${pids[@]}"
+}
+
 # machine_counters: "<steal ticks> <all ticks> <busy ticks> <this script's ticks>" (/proc/stat;
 # busy = user + nice + system + irq + softirq; this script = the shell and its reaped children,
 # e.g. wrk and curl).
@@ -132,11 +144,11 @@ wrk_run() {
   local label=$1 connections=$2 seconds=$3; shift 3
   local out before after all_before all_after requests m_before m_after
   before=$(node_counters "${measured_pids[@]}")
-  all_before=$(node_counters)
+  all_before=$(started_counters)
   m_before=$(machine_counters)
   out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency "$@")
   after=$(node_counters "${measured_pids[@]}")
-  all_after=$(node_counters)
+  all_after=$(started_counters)
   m_after=$(machine_counters)
   read -r steal others < <(machine_share "$m_before" "$m_after" "$all_before" "$all_after")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
@@ -352,7 +364,7 @@ wrk_parallel() {
   [ -n "${names[0]:-}" ] || names=()
   for name in "${names[@]}"; do per_before+=("$(awk '{print $14 + $15}' "/proc/${member_pid[$name]}/stat")"); done
   before=$(node_counters "${measured_pids[@]}")
-  all_before=$(node_counters)
+  all_before=$(started_counters)
   m_before=$(machine_counters)
   for ((i = 0; i < n; i++)); do
     c=$((connections / n + (i < connections % n ? 1 : 0)))
@@ -361,7 +373,7 @@ wrk_parallel() {
   done
   wait "${pids[@]}"
   after=$(node_counters "${measured_pids[@]}")
-  all_after=$(node_counters)
+  all_after=$(started_counters)
   m_after=$(machine_counters)
   for name in "${names[@]}"; do per_after+=("$(awk '{print $14 + $15}' "/proc/${member_pid[$name]}/stat")"); done
   read -r steal others < <(machine_share "$m_before" "$m_after" "$all_before" "$all_after")
