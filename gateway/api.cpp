@@ -119,6 +119,8 @@ std::pair<unsigned, const char*> status_of(account::pb::RejectionCode code) {
       return {409, "tx_id_reused"};
     case IDEMPOTENCY_KEY_REUSED:
       return {409, "idempotency_key_reused"};
+    case BALANCE_CAP_REACHED:
+      return {409, "balance_cap_reached"};
     default:
       return {500, "internal_error"};
   }

@@ -16,6 +16,7 @@
 #include "gateway/account_entity.hpp"
 #include "gateway/account_projection.hpp"
 #include "gateway/api.hpp"
+#include "gateway/bonus_policy.hpp"
 #include "gateway/bridge.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/node_config.hpp"
@@ -99,13 +100,10 @@ void leave_cluster(cluster::cluster& node, const sharding::shard_directory& dire
     log(log_level::warn, component, "the cluster did not confirm the leave in time; stopping anyway");
 }
 
-/// Starts the configured policies as cluster singletons (into `policies`, by name) and registers
-/// their metrics (every known policy's, so the series exist when it is off). False: bad config.
-bool start_policies(const gateway::node_config& cfg, singleton::singleton_manager& singletons, const caf::actor& poller,
-                    metrics_registry& metrics, std::map<std::string, caf::actor>& policies) {
-  const std::string name = "thank-you";
-  // The statistics outlive the policy's instances on this node (it may start, move away and
-  // come back): counters stay monotonic.
+/// Registers the metrics of policy `name` (so the series exist when it is off) and returns its
+/// statistics, which outlive its instances on this node (it may start, move away and come back):
+/// counters stay monotonic.
+std::shared_ptr<policy::policy_stats> policy_metrics(const std::string& name, metrics_registry& metrics) {
   auto stats = std::make_shared<policy::policy_stats>();
   const metric_labels labels{{"policy", name}};
   metrics.gauge("kontor_policy_lag_events",
@@ -125,35 +123,71 @@ bool start_policies(const gateway::node_config& cfg, singleton::singleton_manage
                          [count] { return static_cast<double>(count->load()); });
   metrics.counter_from("kontor_policy_retries_total", "failed attempts a policy retried on this node",
                        labels, [stats] { return static_cast<double>(stats->retries.load()); });
-  if (cfg.thank_you_url.empty())
-    return true;
-  if (!poller) {
-    log(log_level::error, component,
-        "thank-you-webhook-url needs read-side = on (policies follow the read side's poller)");
-    return false;
-  }
-  gateway::thank_you_settings ty;
-  ty.url = cfg.thank_you_url;
-  ty.min_amount = cfg.thank_you_min_amount;
-  ty.timeout = cfg.policy_attempt_timeout;
-  auto handler = gateway::thank_you_policy(ty);
-  if (!handler) {
-    log(log_level::error, component, "thank-you-webhook-url: '" + cfg.thank_you_url + "' is not http://host[:port]/path");
-    return false;
-  }
+  return stats;
+}
+
+/// Starts policy `handler` as the cluster singleton policy-<name> (into `policies`).
+void start_policy(const gateway::node_config& cfg, singleton::singleton_manager& singletons,
+                  const caf::actor& poller, std::shared_ptr<policy::policy_handler> handler,
+                  std::shared_ptr<policy::policy_stats> stats, std::map<std::string, caf::actor>& policies) {
+  auto name = handler->name();
   policy::policy_settings pol;
   pol.dir = std::filesystem::path(cfg.data_dir) / ("policy-" + name);
   pol.number_of_shards = cfg.number_of_shards;
   pol.handler = std::move(handler);
   pol.retry = {cfg.policy_retry_initial, cfg.policy_retry_max, cfg.policy_max_attempts};
-  pol.stats = stats;
+  pol.stats = std::move(stats);
   pol.poller = poller;
   policies[name] = singletons.start("policy-" + name, [pol](caf::actor_system& s) {
     return policy::spawn_policy(s, pol);
   });
-  log(log_level::info, component,
-      "policy " + name + ": deposits of at least " + std::to_string(cfg.thank_you_min_amount) + " → "
-        + cfg.thank_you_url);
+}
+
+/// Starts the configured policies as cluster singletons (into `policies`, by name) and registers
+/// their metrics (every known policy's, so the series exist when it is off). False: bad config.
+bool start_policies(const gateway::node_config& cfg, singleton::singleton_manager& singletons, const caf::actor& poller,
+                    metrics_registry& metrics, const gateway::bridge& entities,
+                    std::map<std::string, caf::actor>& policies) {
+  auto thank_you_stats = policy_metrics("thank-you", metrics);
+  auto bonus_stats = policy_metrics("bonus", metrics);
+  if ((!cfg.thank_you_url.empty() || !cfg.bonus_account.empty()) && !poller) {
+    log(log_level::error, component,
+        "thank-you-webhook-url and bonus-account need read-side = on (policies follow the read "
+        "side's poller)");
+    return false;
+  }
+  if (!cfg.thank_you_url.empty()) {
+    gateway::thank_you_settings ty;
+    ty.url = cfg.thank_you_url;
+    ty.min_amount = cfg.thank_you_min_amount;
+    ty.timeout = cfg.policy_attempt_timeout;
+    auto handler = gateway::thank_you_policy(ty);
+    if (!handler) {
+      log(log_level::error, component, "thank-you-webhook-url: '" + cfg.thank_you_url + "' is not http://host[:port]/path");
+      return false;
+    }
+    start_policy(cfg, singletons, poller, std::move(handler), thank_you_stats, policies);
+    log(log_level::info, component,
+        "policy thank-you: deposits of at least " + std::to_string(cfg.thank_you_min_amount) + " → "
+          + cfg.thank_you_url);
+  }
+  if (!cfg.bonus_account.empty()) {
+    if (!account::valid_account_id(cfg.bonus_account)) {
+      log(log_level::error, component, "bonus-account: '" + cfg.bonus_account + "' is not an account id");
+      return false;
+    }
+    gateway::bonus_settings bs;
+    bs.account = cfg.bonus_account;
+    bs.rate_per_mille = cfg.bonus_rate;
+    bs.max_balance = cfg.bonus_max_balance;
+    bs.timeout = cfg.policy_attempt_timeout;
+    start_policy(cfg, singletons, poller, gateway::bonus_policy(bs, entities), bonus_stats, policies);
+    log(log_level::info, component,
+        "policy bonus: " + std::to_string(cfg.bonus_rate) + " per 1000 of every deposit → account "
+          + cfg.bonus_account
+          + (cfg.bonus_max_balance > 0 ? " (up to a balance of " + std::to_string(cfg.bonus_max_balance) + ")"
+                                       : std::string{}));
+  }
   return true;
 }
 
@@ -365,7 +399,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
 
   // Policies: each a cluster singleton that follows the poller (see runtime/policy/policy.hpp).
   std::map<std::string, caf::actor> policies;
-  if (!start_policies(cfg, singletons, poller, metrics, policies)) {
+  if (!start_policies(cfg, singletons, poller, metrics, entities, policies)) {
     stop_early();
     return 2;
   }

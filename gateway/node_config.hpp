@@ -73,6 +73,9 @@ struct node_config {
   // policies
   std::string thank_you_url;                 ///< the thank-you webhook (empty: policy off)
   std::int64_t thank_you_min_amount = 1000;  ///< deposits of at least this are thanked for
+  std::string bonus_account;                 ///< the CEO bonus account (empty: policy off)
+  std::int64_t bonus_rate = 10;              ///< bonus per 1000 of a deposit (10: 1 %)
+  std::int64_t bonus_max_balance = 0;        ///< cap on the bonus account's balance (0: none)
   std::chrono::milliseconds policy_retry_initial{200};  ///< first backoff after a failed attempt
   std::chrono::milliseconds policy_retry_max{30'000};   ///< backoff cap (it doubles up to this)
   std::uint32_t policy_max_attempts = 60;    ///< attempts before an effect is a dead letter

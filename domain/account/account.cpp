@@ -217,6 +217,9 @@ maybe_rejection check_values(const pb::Command& cmd, const rules& r) {
       if (!dep.source().empty() && !valid_deposit_source(dep.source()))
         return invalid("source", "The source of a deposit into " + account_named(cmd)
                                      + " must be \"api\" or \"bonus\"");
+      if (dep.has_max_balance() && dep.max_balance() < 0)
+        return invalid("maxBalance", "The balance cap of a deposit into " + account_named(cmd)
+                                         + " must not be negative");
       return check_transaction(cmd, dep.tx_id(), dep.amount(), dep.currency(), r);
     }
     case pb::Command::kLockAccount:
@@ -309,7 +312,10 @@ std::optional<decision> check_repeated_tx(const state& s, const pb::Command& cmd
   const auto* rec = s.recent_txs.find(tx_id);
   if (rec == nullptr)
     return std::nullopt;
-  if (rec->purchase() != purchase || rec->amount() != amount || rec->currency() != currency
+  // A capped deposit credited at most its amount: its record holds what it credited.
+  bool capped = !purchase && cmd.deposit_money().has_max_balance();
+  bool same_amount = capped ? rec->amount() <= amount : rec->amount() == amount;
+  if (rec->purchase() != purchase || !same_amount || rec->currency() != currency
       || (!purchase && rec->source() != deposit_source(cmd.deposit_money())))
     return rejected(make_rejection(pb::TX_ID_REUSED, "txId",
                                    "Transaction " + tx_id + " of " + account_named(cmd)
@@ -388,15 +394,24 @@ decision decide_business(const state& s, const pb::Command& cmd, std::int64_t at
       const auto& dep = cmd.deposit_money();
       if (auto rej = check_currency_matches(s, cmd, dep.currency()))
         return rejected(std::move(*rej));
+      auto amount = dep.amount();
+      if (dep.has_max_balance()) {
+        // Credits up to the cap (race-free: the entity decides one command at a time).
+        if (s.balance >= dep.max_balance())
+          return rejected(make_rejection(pb::BALANCE_CAP_REACHED, "maxBalance",
+                                         "The balance of account " + cmd.account_id() + " ("
+                                           + std::to_string(s.balance) + ") is at its cap of "
+                                           + std::to_string(dep.max_balance())));
+        amount = std::min(amount, dep.max_balance() - s.balance);
+      }
       std::int64_t new_balance = 0;
-      if (__builtin_add_overflow(s.balance, dep.amount(), &new_balance)
-          || new_balance > max_balance)
+      if (__builtin_add_overflow(s.balance, amount, &new_balance) || new_balance > max_balance)
         return rejected(invalid("amount", "Deposit of " + std::to_string(dep.amount())
                                             + " would overflow the balance of account "
                                             + cmd.account_id()));
       auto* ev = append(d, s, at_ms).mutable_money_deposited();
       ev->set_tx_id(dep.tx_id());
-      ev->set_amount(dep.amount());
+      ev->set_amount(amount);
       ev->set_currency(dep.currency());
       ev->set_new_balance(new_balance);
       ev->set_source(deposit_source(dep));

@@ -283,6 +283,39 @@ TEST_CASE("DepositMoney emits MoneyDeposited with the new balance", "[decide][de
   CHECK_FALSE(rec->purchase());
 }
 
+TEST_CASE("a deposit with max_balance credits up to the cap, then is BALANCE_CAP_REACHED",
+          "[decide][deposit]") {
+  auto capped = [](std::string tx, std::int64_t amount, std::int64_t cap) {
+    auto cmd = deposit(std::move(tx), amount);
+    cmd.mutable_deposit_money()->set_source("bonus");
+    cmd.mutable_deposit_money()->set_max_balance(cap);
+    return cmd;
+  };
+  auto s = given_open({deposited("d1", 700, 700)});
+  // Under the cap: all of it.
+  auto d = when(s, capped("b1", 200, 1000));
+  CHECK(require_accepted(d, 1)[0].money_deposited().amount() == 200);
+  s = apply(s, d);
+  // Across the cap: what fits, and the event says so.
+  d = when(s, capped("b2", 500, 1000));
+  auto e = require_accepted(d, 1)[0].money_deposited();
+  CHECK(e.amount() == 100);
+  CHECK(e.new_balance() == 1000);
+  CHECK(e.source() == "bonus");
+  s = apply(s, d);
+  CHECK(s.balance == 1000);
+  // A repeat of the capped one is a replay of what it credited, not a second credit.
+  auto again = when(s, capped("b2", 500, 1000));
+  REQUIRE(again.replayed.size() == 1);
+  CHECK(again.events.empty());
+  CHECK(again.replayed[0].money_deposited().amount() == 100);
+  // At the cap: rejected, nothing appended.
+  require_rejected(when(s, capped("b3", 1, 1000)), pb::BALANCE_CAP_REACHED, "maxBalance");
+  require_rejected(when(s, capped("b4", 1, -1)), pb::INVALID_FIELD, "maxBalance");
+  // Without a cap the amount of a repeat must match exactly.
+  require_rejected(when(s, deposit("b2", 500)), pb::TX_ID_REUSED, "txId");
+}
+
 TEST_CASE("a deposit is allowed on a locked account", "[decide][deposit]") {
   auto s = given_open(locked_events(1000));
   const auto& events = require_accepted(when(s, deposit("d1", 50)), 1);

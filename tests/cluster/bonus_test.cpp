@@ -1,0 +1,86 @@
+// The CEO bonus on three nodes: deposits through every gateway pay exactly Σ floor(amount / 100)
+// into the bonus account, also after the node running the policy leaves and the next one —
+// which never ran it — redelivers the whole history (each bonus's txId makes it a replay).
+
+#include <catch2/catch.hpp>
+
+#include "tests/cluster/common.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace kontor::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// Deposits through node `i`, retried with its txId while its shard moves (503).
+void deposit(test_cluster& c, std::size_t i, const std::string& id, const std::string& tx,
+             std::int64_t amount) {
+  REQUIRE(wait_until([&] {
+    return c.request(i, "POST", "/accounts/" + id + "/transactions", tx_body(tx, "deposit", amount)).status
+           == 201;
+  }));
+}
+
+/// The bonus account's balance through node `i` (-1 while it cannot answer).
+std::int64_t bonus_balance(test_cluster& c, std::size_t i) {
+  auto r = c.request(i, "GET", "/accounts/bonus?consistent=true");
+  return r.status == 200 ? body_json(r).at("balance").as_int64() : -1;
+}
+
+/// Events policy "bonus" has not carried out on node `i` (0 where it does not run).
+double bonus_lag(test_cluster& c, std::size_t i) {
+  auto r = c.request(i, "GET", "/metrics");
+  const std::string series = "\nkontor_policy_lag_events{policy=\"bonus\"} ";
+  auto pos = r.body.find(series);
+  return pos == std::string::npos ? -1 : std::stod(r.body.substr(pos + series.size()));
+}
+
+} // namespace
+
+TEST_CASE("CEO bonus on three nodes: the bonus balance is exactly the sum of floor(amount / 100) "
+          "after deposits through every gateway and after the node running the policy leaves",
+          "[cluster][policy][bonus]") {
+  auto args = quick_args();
+  for (const auto& a : std::vector<std::string>{"--bonus-account", "bonus", "--policy-retry-initial", "5ms",
+                                                "--policy-retry-max", "100ms"})
+    args.push_back(a);
+  test_cluster c{{.nodes = 3, .args = args}};
+  start_three(c, true);
+
+  REQUIRE(c.request(0, "POST", "/accounts", open_body("bonus")).status == 201);
+  for (int a = 0; a < 6; ++a)
+    REQUIRE(c.request(a % 3, "POST", "/accounts", open_body("cb-" + std::to_string(a))).status == 201);
+  std::int64_t sum = 0;
+  for (int i = 0; i < 40; ++i) {
+    const std::int64_t amount = 37 + i * 263; // 37 (no bonus) up to 10294
+    deposit(c, i % 3, "cb-" + std::to_string(i % 6), "d-" + std::to_string(i), amount);
+    sum += amount / 100;
+  }
+  REQUIRE(wait_until([&] { return bonus_balance(c, 1) >= sum; }, 60s));
+  CHECK(bonus_balance(c, 1) == sum);
+  std::size_t running = 0;
+  std::size_t runner = 0;
+  for (std::size_t i = 0; i < 3; ++i)
+    if (c.log(i).find("bonus runs on this node") != std::string::npos)
+      ++running, runner = i;
+  REQUIRE(running == 1);
+
+  // The node running it leaves; the next starts from its own (empty) store and redelivers every
+  // event: the txIds make each a replay.
+  CHECK(c.stop(runner, 40s) == 0);
+  std::vector<std::size_t> stay;
+  for (std::size_t i = 0; i < 3; ++i)
+    if (i != runner)
+      stay.push_back(i);
+  REQUIRE(c.wait_members_up(stay, stay));
+  for (int i = 0; i < 10; ++i) {
+    deposit(c, stay[i % 2], "cb-" + std::to_string(i % 6), "after-" + std::to_string(i), 1000);
+    sum += 10;
+  }
+  // Caught up on both remaining nodes (the policy runs on one of them) and paid exactly.
+  REQUIRE(wait_until(
+    [&] { return bonus_balance(c, stay[0]) >= sum && bonus_lag(c, stay[0]) == 0 && bonus_lag(c, stay[1]) == 0; },
+    60s));
+  CHECK(bonus_balance(c, stay[0]) == sum);
+  CHECK(bonus_balance(c, stay[1]) == sum);
+}
