@@ -29,15 +29,6 @@ std::int64_t balance(http_client& c, const std::string& id) {
   return body_json(r).at("balance").as_int64();
 }
 
-/// The value of the sample `series` (name and labels exactly) in /metrics, -1 when absent.
-double sample(http_client& c, const std::string& series) {
-  auto r = c.get("/metrics");
-  auto pos = r.body.find("\n" + series + " ");
-  if (pos == std::string::npos)
-    return -1;
-  return std::stod(r.body.substr(pos + series.size() + 2));
-}
-
 const std::string delivered = R"(kontor_policy_deliveries_total{policy="bonus",outcome="delivered"})";
 const std::string dead_letters = R"(kontor_policy_dead_letters{policy="bonus"})";
 const std::string lag = R"(kontor_policy_lag_events{policy="bonus"})";
@@ -78,10 +69,10 @@ TEST_CASE("CEO bonus: the bonus account gets exactly the sum of floor(amount * 1
 
   node.start();
   http_client c2{node.port()};
-  REQUIRE(wait_until([&] { return balance(c2, "bonus") >= expected && sample(c2, lag) == 0; },
+  REQUIRE(wait_until([&] { return balance(c2, "bonus") >= expected && metric(c2, lag) == 0; },
                      std::chrono::seconds(60)));
   CHECK(balance(c2, "bonus") == expected);
-  CHECK(sample(c2, dead_letters) == 0);
+  CHECK(metric(c2, dead_letters) == 0);
   // Every bonus is a deposit with source "bonus" and the txId of its event.
   int bonuses = 0;
   for (const auto& ev : all_events(c2, "bonus")) {
@@ -102,12 +93,12 @@ TEST_CASE("CEO bonus: the bonus account gets exactly the sum of floor(amount * 1
   std::filesystem::remove_all(std::filesystem::path(node.data_dir()) / "policy-bonus");
   node.start();
   http_client c3{node.port()};
-  REQUIRE(wait_until([&] { return sample(c3, delivered) >= paying && sample(c3, lag) == 0; },
+  REQUIRE(wait_until([&] { return metric(c3, delivered) >= paying && metric(c3, lag) == 0; },
                      std::chrono::seconds(60)));
   CHECK(balance(c3, "bonus") == expected);
   // A deposit after all that still pays, once.
   REQUIRE(c3.post("/accounts/b-a/transactions", tx_body("late", "deposit", 4321)).status == 201);
-  REQUIRE(wait_until([&] { return balance(c3, "bonus") >= expected + 43 && sample(c3, lag) == 0; }));
+  REQUIRE(wait_until([&] { return balance(c3, "bonus") >= expected + 43 && metric(c3, lag) == 0; }));
   CHECK(balance(c3, "bonus") == expected + 43);
   CHECK(node.stop() == 0);
 }
@@ -120,10 +111,10 @@ TEST_CASE("CEO bonus: the bonus account's balance stops at bonus-max-balance and
   http_client c{node.port()};
   auto [sum, paying] = deposit_all(c, 3);
   REQUIRE(sum > 500); // the cap is reached
-  REQUIRE(wait_until([&] { return sample(c, delivered) >= paying && sample(c, lag) == 0; },
+  REQUIRE(wait_until([&] { return metric(c, delivered) >= paying && metric(c, lag) == 0; },
                      std::chrono::seconds(60)));
   CHECK(balance(c, "bonus") == cap);
-  CHECK(sample(c, dead_letters) == 0);
+  CHECK(metric(c, dead_letters) == 0);
   // The last bonus that fit was cut to what fit.
   auto events = all_events(c, "bonus");
   REQUIRE_FALSE(events.empty());
@@ -136,7 +127,7 @@ TEST_CASE("CEO bonus: a bonus account that does not exist makes dead letters", "
   http_client c{node.port()};
   REQUIRE(c.post("/accounts", open_body("nb-a")).status == 201);
   REQUIRE(c.post("/accounts/nb-a/transactions", tx_body("t1", "deposit", 1000)).status == 201);
-  REQUIRE(wait_until([&] { return sample(c, dead_letters) == 1; }));
+  REQUIRE(wait_until([&] { return metric(c, dead_letters) == 1; }));
   auto r = c.get("/admin/policies/bonus/dead-letters");
   REQUIRE(r.status == 200);
   CHECK(r.body.find("ACCOUNT_NOT_FOUND") != std::string::npos);

@@ -29,15 +29,6 @@ std::string deposit(http_client& c, const std::string& id, const std::string& tx
   return id + ":" + std::to_string(body_json(r).at("version").as_int64());
 }
 
-/// The value of the sample `series` (name and labels exactly) in /metrics, -1 when absent.
-double sample(http_client& c, const std::string& series) {
-  auto r = c.get("/metrics");
-  auto pos = r.body.find("\n" + series + " ");
-  if (pos == std::string::npos)
-    return -1;
-  return std::stod(r.body.substr(pos + series.size() + 2));
-}
-
 /// Every key in `expected` was accepted by the receiver.
 bool all_accepted(const webhook_receiver& rx, const std::set<std::string>& expected) {
   auto got = rx.accepted();
@@ -81,21 +72,21 @@ TEST_CASE("thank-you webhook: every deposit at or above the threshold arrives wi
 
   // Down: connections refused while more deposits come; nothing is lost.
   rx.go_down();
-  const auto retries_before = sample(c, "kontor_policy_retries_total{policy=\"thank-you\"}");
+  const auto retries_before = metric(c, "kontor_policy_retries_total{policy=\"thank-you\"}");
   for (int i = 0; i < 10; ++i) {
     expected.insert(deposit(c, "ty-a", "down-big-" + std::to_string(i), threshold * 10));
     deposit(c, "ty-b", "down-small-" + std::to_string(i), 1);
   }
   // It tried (and failed) while the receiver was down.
   REQUIRE(wait_until([&] {
-    return sample(c, "kontor_policy_retries_total{policy=\"thank-you\"}") >= retries_before + 3;
+    return metric(c, "kontor_policy_retries_total{policy=\"thank-you\"}") >= retries_before + 3;
   }));
-  CHECK(sample(c, "kontor_policy_lag_events{policy=\"thank-you\"}") >= 1);
+  CHECK(metric(c, "kontor_policy_lag_events{policy=\"thank-you\"}") >= 1);
   rx.come_up();
   REQUIRE(wait_until([&] { return all_accepted(rx, expected); }, std::chrono::seconds(60)));
   check_requests(rx, expected);
-  CHECK(wait_until([&] { return sample(c, "kontor_policy_lag_events{policy=\"thank-you\"}") == 0; }));
-  CHECK(sample(c, "kontor_policy_deliveries_total{policy=\"thank-you\",outcome=\"delivered\"}") >= 20);
+  CHECK(wait_until([&] { return metric(c, "kontor_policy_lag_events{policy=\"thank-you\"}") == 0; }));
+  CHECK(metric(c, "kontor_policy_deliveries_total{policy=\"thank-you\",outcome=\"delivered\"}") >= 20);
   CHECK(node.stop() == 0);
 }
 
@@ -127,8 +118,8 @@ TEST_CASE("thank-you webhook: a 4xx answer makes a dead letter that the admin ro
   CHECK(letters[0].at("reason").as_string() == "HTTP 400");
   CHECK(letters[0].at("attempts").as_int64() == 1);
   CHECK(letters[0].at("payload").at("accountId").as_string() == "dl-a");
-  CHECK(sample(c, "kontor_policy_dead_letters{policy=\"thank-you\"}") == 1);
-  CHECK(sample(c, "kontor_policy_deliveries_total{policy=\"thank-you\",outcome=\"rejected\"}") == 1);
+  CHECK(metric(c, "kontor_policy_dead_letters{policy=\"thank-you\"}") == 1);
+  CHECK(metric(c, "kontor_policy_deliveries_total{policy=\"thank-you\",outcome=\"rejected\"}") == 1);
 
   // Fixed on the receiver's side: the retry route sends it again, with the same key.
   rx.reject_key(refused, false);
@@ -137,7 +128,7 @@ TEST_CASE("thank-you webhook: a 4xx answer makes a dead letter that the admin ro
   CHECK(body_json(retry).at("retried").as_int64() == 1);
   REQUIRE(wait_until([&] { return all_accepted(rx, {refused}); }));
   CHECK(c.get("/admin/policies/thank-you/dead-letters").body == "[]");
-  CHECK(sample(c, "kontor_policy_dead_letters{policy=\"thank-you\"}") == 0);
+  CHECK(metric(c, "kontor_policy_dead_letters{policy=\"thank-you\"}") == 0);
   others.insert(refused);
   check_requests(rx, others);
   CHECK(node.stop() == 0);
@@ -159,7 +150,7 @@ TEST_CASE("thank-you webhook: kill -9 of the node mid-backlog loses no notificat
   }
   // Mid-backlog: 5 delivered, the sixth failing over and over, the rest waiting.
   REQUIRE(wait_until([&] { return rx.accepted().size() == 5 && rx.failed() >= 3; }));
-  CHECK(wait_until([&] { return sample(c, "kontor_policy_lag_events{policy=\"thank-you\"}") >= 25; }));
+  CHECK(wait_until([&] { return metric(c, "kontor_policy_lag_events{policy=\"thank-you\"}") >= 25; }));
   node.kill_hard();
 
   rx.set_accept_budget(-1);
