@@ -11,6 +11,7 @@
 #include "runtime/core/log.hpp"
 #include "runtime/persistence/lmdb_store.hpp"
 #include "runtime/projection/messages.hpp"
+#include "runtime/projection/read_model.hpp"
 
 namespace kontor::policy {
 
@@ -427,20 +428,10 @@ caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, std::v
 
 /// The policy's public face: relays batches and admin requests to the detached intake and the
 /// answers back, and subscribes in its own name, so the detached actor never talks to another
-/// node (see read_model.cpp's model_front).
+/// node (projection::subscriber_front).
 caf::behavior front_actor(caf::event_based_actor* self, caf::actor intake) {
   self->link_to(intake);
-  return {
-    [=](event_batch& batch) {
-      auto rp = self->make_response_promise<applied_atom, shard_positions>();
-      self->request(intake, caf::infinite, std::move(batch))
-        .then([rp](applied_atom a, shard_positions& p) mutable { rp.deliver(a, std::move(p)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
-    [=](subscribe_atom a, caf::actor& poller, shard_positions& p) {
-      self->send(poller, a, caf::actor_cast<caf::actor>(self), std::move(p));
-    },
+  return caf::message_handler{
     [=](dead_letters_atom a) {
       auto rp = self->make_response_promise<std::vector<dead_letter>>();
       self->request(intake, caf::infinite, a)
@@ -455,7 +446,7 @@ caf::behavior front_actor(caf::event_based_actor* self, caf::actor intake) {
               [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
-  };
+  }.or_else(projection::subscriber_front(self, intake));
 }
 
 /// Stands in for a policy that could not start: an actor that ends at once with an error, so a

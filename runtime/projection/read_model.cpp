@@ -234,18 +234,7 @@ caf::behavior model_actor(self_ptr self, persistence::lmdb_store* store,
 /// the actor system's shutdown (see runtime/stream/log_server.cpp).
 caf::behavior model_front(caf::event_based_actor* self, caf::actor model) {
   self->link_to(model); // an exit of either ends both
-  return {
-    [=](event_batch& batch) {
-      auto rp = self->make_response_promise<applied_atom, shard_positions>();
-      self->request(model, caf::infinite, std::move(batch))
-        .then([rp](applied_atom a, shard_positions& p) mutable { rp.deliver(a, std::move(p)); },
-              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
-      return rp;
-    },
-    [=](subscribe_atom a, caf::actor& poller, shard_positions& p) {
-      self->send(poller, a, caf::actor_cast<caf::actor>(self), std::move(p));
-    },
-  };
+  return subscriber_front(self, std::move(model));
 }
 
 /// Opens the store, or recreates it when it is unreadable (it holds only derived data).
@@ -360,6 +349,21 @@ void read_model::stop_and_wait() {
                   log(log_level::warn, component,
                       store_->dir().string() + ": its actor did not stop within 60 s");
                 });
+}
+
+caf::behavior subscriber_front(caf::event_based_actor* self, caf::actor inner) {
+  return {
+    [=](event_batch& batch) {
+      auto rp = self->make_response_promise<applied_atom, shard_positions>();
+      self->request(inner, caf::infinite, std::move(batch))
+        .then([rp](applied_atom a, shard_positions& p) mutable { rp.deliver(a, std::move(p)); },
+              [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
+    },
+    [=](subscribe_atom a, caf::actor& poller, shard_positions& p) {
+      self->send(poller, a, caf::actor_cast<caf::actor>(self), std::move(p));
+    },
+  };
 }
 
 } // namespace kontor::projection

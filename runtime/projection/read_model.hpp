@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/behavior.hpp>
 #include <caf/fwd.hpp>
 
 #include "runtime/core/metrics.hpp"
@@ -106,5 +107,11 @@ private:
   caf::actor model_;  ///< the detached actor that commits batches
   std::atomic<bool> promoted_{false};
 };
+
+/// The handlers of a poller subscriber's public face: a scheduled actor that subscribes to the
+/// poller in its own name and relays every batch to `inner` (a detached actor that blocks on
+/// LMDB) and its answer back, so that the detached actor never talks to another node (in CAF
+/// 0.17.6 that can hang the actor system's shutdown). Read models and policies use it.
+caf::behavior subscriber_front(caf::event_based_actor* self, caf::actor inner);
 
 } // namespace kontor::projection
