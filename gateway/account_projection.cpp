@@ -1,4 +1,5 @@
 #include "gateway/account_projection.hpp"
+#include "gateway/account_entity.hpp"
 
 #include "domain/account/account.hpp"
 #include "runtime/core/bytes.hpp"
@@ -42,6 +43,8 @@ public:
   std::vector<std::string> tables() const override { return {"accounts", "countries", "log"}; }
 
   void apply(persistence::store_writer& txn, const persistence::stored_event& stored) override {
+    if (!is_account_stream(stored))
+      return; // another entity type's (an e-mail reservation): not part of the account views
     auto ev = account::parse_event(stored.payload);
     if (!ev) {
       log(log_level::warn, "read-model",

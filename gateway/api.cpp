@@ -40,6 +40,8 @@ std::span<const route_spec> served_routes() {
     {"POST", "/accounts/{id}/unlock"},
     {"PUT", "/accounts/{id}/address"},
     {"POST", "/accounts/{id}/phones"},
+    {"PUT", "/accounts/{id}/email"},
+    {"GET", "/admin/emails/{address}"},
     {"POST", "/admin/read-models/{name}/rebuild"},
     {"GET", "/admin/policies/{name}/dead-letters"},
     {"POST", "/admin/policies/{name}/dead-letters/retry"},
@@ -121,6 +123,8 @@ std::pair<unsigned, const char*> status_of(account::pb::RejectionCode code) {
       return {409, "idempotency_key_reused"};
     case BALANCE_CAP_REACHED:
       return {409, "balance_cap_reached"};
+    case RESERVATION_EXPIRED:
+      return {503, "reservation_expired"};
     default:
       return {500, "internal_error"};
   }
@@ -544,6 +548,11 @@ void api::operator()(http_request&& req, responder respond) const {
       return policy_admin(seg[2], true, std::move(respond));
     }
   }
+  if (seg.size() == 3 && seg[0] == "admin" && seg[1] == "emails") {
+    if (method != "GET")
+      return fail(method_not_allowed("GET"));
+    return email_reservation(seg[2], std::move(respond));
+  }
   if (seg.empty() || seg[0] != "accounts" || seg.size() > 3)
     return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
 
@@ -595,6 +604,11 @@ void api::operator()(http_request&& req, responder respond) const {
     {"address", "PUT", address_from_json, answer_shape::change, false},
     {"phones", "POST", phone_from_json, answer_shape::change, false},
   };
+  if (sub == "email") {
+    if (method != "PUT")
+      return fail(method_not_allowed("PUT"));
+    return change_email(std::string(id), req, std::move(respond));
+  }
   if (sub == "explain") {
     if (method != "GET")
       return fail(method_not_allowed("GET"));
@@ -626,6 +640,62 @@ void api::operator()(http_request&& req, responder respond) const {
     return command(id, r.mapper, r.shape, r.body_optional);
   }
   return fail(error_response(404, "not_found", "no such route: " + std::string(req.target)));
+}
+
+void api::change_email(std::string id, const http_request& req, responder respond) const {
+  json::object body;
+  if (auto err = parse_object(req.body, body))
+    return respond(error_response(400, err->code, err->message, err->field));
+  account::pb::Command cmd;
+  if (auto err = email_from_json(body, cmd))
+    return respond(error_response(400, err->code, err->message, err->field));
+  std::optional<std::uint64_t> expected;
+  if (!parse_if_match(req.if_match, expected))
+    return respond(error_response(400, "invalid_field", "If-Match must be a quoted version, e.g. \"3\"",
+                                  "If-Match"));
+  auto address = cmd.change_email().email();
+  gateway::change_email(
+    *ctx_.entities, ctx_.email ? *ctx_.email : email_settings{}, std::move(id), address, expected,
+    [respond = std::move(respond), address](email_change_result r) {
+      using kind = email_change_result::kind;
+      if (r.outcome == kind::taken) {
+        if (r.answer.code != entity_answer::status::ok)
+          log(log_level::warn, "email",
+              "recording EmailChangeFailed for " + address + " failed: " + r.answer.message);
+        return respond(error_response(409, "email_taken",
+                                      "The e-mail " + address + " belongs to another account",
+                                      "email"));
+      }
+      if (r.outcome == kind::failed && r.answer.code == entity_answer::status::failed)
+        return respond(error_response(500, "email_reservation_failed", r.answer.message));
+      respond(to_http(answer_shape::change, std::move(r.answer)));
+    });
+}
+
+void api::email_reservation(const std::string& given, responder respond) const {
+  auto address = email::normalize(given);
+  if (!address)
+    return respond(error_response(400, "invalid_field", "not an e-mail address", "address"));
+  auto cmd = reservation_command(*address);
+  cmd.mutable_get();
+  ctx_.entities->ask(email::entity_id_of(*address), cmd.SerializeAsString(),
+                     [respond = std::move(respond)](entity_answer a) {
+    if (a.code != entity_answer::status::ok)
+      return respond(to_http(answer_shape::change, std::move(a)));
+    email::pb::Reply reply;
+    if (!reply.ParseFromString(a.reply))
+      return respond(error_response(500, "internal_error", "unreadable answer from the reservation"));
+    const auto& v = reply.view();
+    json::object out{{"address", v.address()},
+                     {"status", v.status() == email::pb::HELD       ? "held"
+                                : v.status() == email::pb::RESERVED ? "reserved"
+                                                                    : "free"},
+                     {"account", v.account().empty() ? json::value(nullptr) : json::value(v.account())},
+                     {"version", v.version()}};
+    if (v.status() == email::pb::RESERVED)
+      out["expiresAt"] = format_time(v.expires_at_ms());
+    respond(json_response(200, json::serialize(out)));
+  });
 }
 
 http_response api::read_model_query(const std::string& what, std::string_view id,

@@ -12,6 +12,7 @@
 #include "gateway/account_projection.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/bridge.hpp"
+#include "gateway/email_change.hpp"
 #include "gateway/http_types.hpp"
 #include "runtime/cluster/member.hpp"
 #include "runtime/sharding/shard_region.hpp"
@@ -62,6 +63,7 @@ struct api_context {
   projection::read_model_manager* read_models = nullptr;
   caf::actor_system* system = nullptr; ///< to ask the policies (/admin/policies/...)
   const std::map<std::string, caf::actor>* policies = nullptr; ///< running policies by name
+  const email_settings* email = nullptr; ///< e-mail changes (unset: the defaults)
 };
 
 /// The HTTP API of API.md: maps each route to a command or query and each answer to JSON with
@@ -90,6 +92,11 @@ private:
                                  std::string_view query) const;
   /// GET /admin/policies/{name}/dead-letters, POST .../dead-letters/retry.
   void policy_admin(const std::string& name, bool retry, responder respond) const;
+
+  /// PUT /accounts/{id}/email: the change through the address's reservation (email_change.hpp).
+  void change_email(std::string id, const http_request& req, responder respond) const;
+  /// GET /admin/emails/{address}: who holds or claims the address.
+  void email_reservation(const std::string& address, responder respond) const;
 
   /// POST /admin/read-models/{name}/rebuild.
   http_response rebuild_read_model(const std::string& name) const;

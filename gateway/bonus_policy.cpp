@@ -1,6 +1,5 @@
 #include "gateway/bonus_policy.hpp"
-
-#include <future>
+#include "gateway/account_entity.hpp"
 
 #include <google/protobuf/util/json_util.h>
 
@@ -48,6 +47,8 @@ public:
   std::string name() const override { return "bonus"; }
 
   std::optional<policy::effect> select(const persistence::stored_event& stored) override {
+    if (!is_account_stream(stored))
+      return std::nullopt;
     auto ev = account::parse_event(stored.payload);
     if (!ev || !ev->has_money_deposited() || ev->account_id() == settings_.account)
       return std::nullopt;
@@ -81,16 +82,10 @@ public:
     Command cmd;
     if (!google::protobuf::util::JsonStringToMessage(e.payload, &cmd).ok())
       return {policy::outcome::rejected, "not a deposit command: " + e.payload};
-    // The bridge answers exactly once, on a CAF thread; this (the policy's delivery thread)
-    // waits for it. The bridge has its own deadline (command-timeout); ours also covers a
-    // bridge that stopped (shutdown) and never answers.
-    auto answer = std::make_shared<std::promise<entity_answer>>();
-    auto got = answer->get_future();
-    entities_.ask(cmd.account_id(), cmd.SerializeAsString(),
-                  [answer](entity_answer a) { answer->set_value(std::move(a)); });
-    if (got.wait_for(settings_.timeout) != std::future_status::ready)
+    auto answer = entities_.ask_and_wait(cmd.account_id(), cmd.SerializeAsString(), settings_.timeout);
+    if (!answer)
       return {policy::outcome::retry, "no answer from the bonus account in time"};
-    return from_answer(got.get());
+    return from_answer(*answer);
   }
 
 private:

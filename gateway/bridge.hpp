@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <optional>
 #include <vector>
 #include <string>
 
@@ -40,6 +41,11 @@ public:
 
   /// Sends `payload` to entity `id`; `done` runs exactly once, on a CAF thread.
   void ask(entity_id id, std::string payload, std::function<void(entity_answer)> done) const;
+
+  /// `ask`, waiting for the answer at most `wait` (nullopt: none came, e.g. the bridge stopped).
+  /// Blocks: for threads of their own (a policy's delivery thread), never a CAF or I/O thread.
+  std::optional<entity_answer> ask_and_wait(entity_id id, std::string payload,
+                                            std::chrono::milliseconds wait) const;
 
   /// The outcome of reading an entity's stored events at the node that owns it.
   struct events_answer {

@@ -228,6 +228,20 @@ std::optional<field_error> phone_from_json(const json::object& in, account::pb::
   return r.error();
 }
 
+std::optional<field_error> email_from_json(const json::object& in, account::pb::Command& cmd) {
+  field_reader r(in);
+  auto given = r.string("email");
+  if (auto err = r.error())
+    return err;
+  auto normal = email::normalize(given);
+  if (!normal)
+    return field_error{"invalid_field", "email",
+                       "email must be an address like mike@example.com (at most "
+                         + std::to_string(email::max_address_bytes) + " bytes)"};
+  cmd.mutable_change_email()->set_email(std::move(*normal));
+  return std::nullopt;
+}
+
 json::object account_to_json(const account::pb::AccountView& v) {
   json::array phones;
   for (const auto& p : v.phones())
@@ -240,6 +254,10 @@ json::object account_to_json(const account::pb::AccountView& v) {
     out["address"] = address_to_json(v.address());
   else
     out["address"] = nullptr;
+  if (v.email().empty())
+    out["email"] = nullptr;
+  else
+    out["email"] = v.email();
   out["version"] = v.version();
   out["openedAt"] = format_time(v.opened_at_ms());
   out["updatedAt"] = format_time(v.updated_at_ms());
@@ -282,6 +300,13 @@ json::object event_data_to_json(const account::pb::Event& ev) {
     }
     case E::kPhoneNumberAdded:
       return {{"number", ev.phone_number_added().number()}};
+    case E::kEmailChanged:
+      return {{"email", ev.email_changed().email()},
+              {"previous", ev.email_changed().previous().empty()
+                             ? json::value(nullptr) : json::value(ev.email_changed().previous())}};
+    case E::kEmailChangeFailed:
+      return {{"email", ev.email_change_failed().email()},
+              {"reason", ev.email_change_failed().reason()}};
     default:
       return {};
   }

@@ -37,6 +37,9 @@ std::optional<field_error> address_from_json(const boost::json::object& in,
                                              account::pb::Command& cmd);
 std::optional<field_error> phone_from_json(const boost::json::object& in,
                                            account::pb::Command& cmd);
+/// {"email": "..."} to ChangeEmail with the normalized address.
+std::optional<field_error> email_from_json(const boost::json::object& in,
+                                           account::pb::Command& cmd);
 
 /// The account as GET /accounts/{id} shows it.
 boost::json::object account_to_json(const account::pb::AccountView& view);

@@ -17,6 +17,8 @@
 #include "gateway/account_projection.hpp"
 #include "gateway/api.hpp"
 #include "gateway/bonus_policy.hpp"
+#include "gateway/email_entity.hpp"
+#include "gateway/email_policy.hpp"
 #include "gateway/bridge.hpp"
 #include "gateway/http_server.hpp"
 #include "gateway/node_config.hpp"
@@ -150,6 +152,15 @@ bool start_policies(const gateway::node_config& cfg, singleton::singleton_manage
                     std::map<std::string, caf::actor>& policies) {
   auto thank_you_stats = policy_metrics("thank-you", metrics);
   auto bonus_stats = policy_metrics("bonus", metrics);
+  auto email_stats = policy_metrics("email", metrics);
+  if (poller) {
+    start_policy(cfg, singletons, poller, gateway::email_policy(entities, cfg.policy_attempt_timeout),
+                 email_stats, policies);
+  } else {
+    log(log_level::warn, component,
+        "read-side = off: the policy email does not run here, so an e-mail claim whose gateway "
+        "died mid-change is not released by its timeout on this node");
+  }
   if ((!cfg.thank_you_url.empty() || !cfg.bonus_account.empty()) && !poller) {
     log(log_level::error, component,
         "thank-you-webhook-url and bonus-account need read-side = on (policies follow the read "
@@ -287,6 +298,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   rs.number_of_shards = cfg.number_of_shards;
   rs.journal = jrnl;
   rs.factory = gateway::account_entity_factory(rules);
+  rs.types = {gateway::email_entity_type()};
   rs.snapshot_every = cfg.snapshot_every;
   rs.passivate_after = cfg.passivate_after;
   rs.clustered = true;
@@ -482,6 +494,10 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   sharding::attach_region(region, node->daemon(), coordinator);
 
   std::atomic<bool> ready{false};
+  gateway::email_settings email;
+  email.reservation_timeout = cfg.email_reservation_timeout;
+  email.lease_guard = std::min<std::chrono::milliseconds>(cfg.email_reservation_timeout / 4,
+                                                          std::chrono::seconds(1));
   gateway::api api{{&entities, &rules, &ready, read_queries.get(),
                     read_model ? &read_model->stats() : nullptr, &metrics, cfg.node_name,
                     cfg.number_of_shards, [node] { return node->state(); }, directory.get(),
@@ -493,7 +509,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
                           regions.emplace_back(m.name, r);
                       entities.entity_counts(std::move(regions), std::move(done));
                     },
-                    &auth, read_model.get(), &sys, &policies}};
+                    &auth, read_model.get(), &sys, &policies, &email}};
 
   auto stop_actors = [&] {
     node->stop();

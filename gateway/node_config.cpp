@@ -324,6 +324,10 @@ std::vector<option> options() {
     {"policy-attempt-timeout", ms_text(d.policy_attempt_timeout),
      "longest one attempt of a policy may take (connect, send, answer); past it, it is retried",
      duration_setter(&node_config::policy_attempt_timeout, 1)},
+    {"email-reservation-timeout", ms_text(d.email_reservation_timeout),
+     "how long a claim holds an e-mail address for an account that has not recorded it yet; "
+     "then the e-mail policy releases it (a gateway died mid-change)",
+     duration_setter(&node_config::email_reservation_timeout, 1000)},
   };
 }
 

@@ -80,6 +80,7 @@ struct node_config {
   std::chrono::milliseconds policy_retry_max{30'000};   ///< backoff cap (it doubles up to this)
   std::uint32_t policy_max_attempts = 60;    ///< attempts before an effect is a dead letter
   std::chrono::milliseconds policy_attempt_timeout{5'000}; ///< per attempt (connect to answer)
+  std::chrono::milliseconds email_reservation_timeout{10'000}; ///< an unconfirmed e-mail claim's life
 };
 
 /// What `parse_node_config` can end with besides a config.

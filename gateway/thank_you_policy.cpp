@@ -1,4 +1,5 @@
 #include "gateway/thank_you_policy.hpp"
+#include "gateway/account_entity.hpp"
 
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -18,6 +19,8 @@ public:
   std::string name() const override { return "thank-you"; }
 
   std::optional<policy::effect> select(const persistence::stored_event& stored) override {
+    if (!is_account_stream(stored))
+      return std::nullopt;
     auto ev = account::parse_event(stored.payload);
     if (!ev || !ev->has_money_deposited())
       return std::nullopt;

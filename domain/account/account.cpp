@@ -235,6 +235,24 @@ maybe_rejection check_values(const pb::Command& cmd, const rules& r) {
         return invalid("number", "The phone number for " + account_named(cmd)
                                      + " must be '+' and 7 to 15 digits, single spaces allowed");
       return std::nullopt;
+    case pb::Command::kChangeEmail: {
+      auto normal = email::normalize(cmd.change_email().email());
+      if (!normal || *normal != cmd.change_email().email())
+        return invalid("email", "The e-mail of " + account_named(cmd) + " must be an address like "
+                                "mike@example.com (lower case, at most "
+                                  + std::to_string(email::max_address_bytes) + " bytes)");
+      return std::nullopt;
+    }
+    case pb::Command::kRecordEmailChangeFailed: {
+      const auto& f = cmd.record_email_change_failed();
+      if (!email::normalize(f.email()))
+        return invalid("email", "The failed e-mail change of " + account_named(cmd)
+                                  + " must name an address");
+      if (f.reason().empty() || f.reason().size() > max_reason_bytes)
+        return invalid("reason", "The reason of a failed e-mail change of " + account_named(cmd)
+                                   + " must be 1 to " + std::to_string(max_reason_bytes) + " bytes");
+      return std::nullopt;
+    }
     case pb::Command::kUnlockAccount:
     case pb::Command::kGetAccount:
     case pb::Command::BODY_NOT_SET:
@@ -459,6 +477,28 @@ decision decide_business(const state& s, const pb::Command& cmd, std::int64_t at
       append(d, s, at_ms).mutable_phone_number_added()->set_number(std::string{number});
       break;
     }
+    case pb::Command::kChangeEmail: {
+      const auto& change = cmd.change_email();
+      if (change.email() == s.email)
+        break; // it has it already: nothing to record
+      // After the lease the reservation may be released by its timeout and taken by another
+      // account: recording it now could give one address to two.
+      if (change.lease_until_ms() != 0 && at_ms >= change.lease_until_ms())
+        return rejected(make_rejection(pb::RESERVATION_EXPIRED, "email",
+                                       "The reservation of " + change.email() + " for account "
+                                         + cmd.account_id() + " expired before the change"));
+      auto* ev = append(d, s, at_ms).mutable_email_changed();
+      ev->set_email(change.email());
+      ev->set_previous(s.email);
+      break;
+    }
+    case pb::Command::kRecordEmailChangeFailed: {
+      const auto& f = cmd.record_email_change_failed();
+      auto* ev = append(d, s, at_ms).mutable_email_change_failed();
+      ev->set_email(f.email());
+      ev->set_reason(f.reason());
+      break;
+    }
     case pb::Command::kGetAccount:
     case pb::Command::BODY_NOT_SET:
       break;
@@ -637,6 +677,10 @@ void evolve(state& s, const pb::Event& ev, const rules& r) {
     case pb::Event::kPhoneNumberAdded:
       s.phones.push_back(ev.phone_number_added().number());
       break;
+    case pb::Event::kEmailChanged:
+      s.email = ev.email_changed().email();
+      break;
+    case pb::Event::kEmailChangeFailed:
     case pb::Event::PAYLOAD_NOT_SET:
       break;
   }
@@ -674,6 +718,7 @@ pb::Snapshot to_snapshot(const state& s) {
     *snap.add_recent_txs() = rec;
   snap.set_opened_at_ms(s.opened_at_ms);
   snap.set_recent_txs_complete(s.recent_txs.complete());
+  snap.set_email(s.email);
   return snap;
 }
 
@@ -706,6 +751,7 @@ state from_snapshot(const pb::Snapshot& stored, const rules& r) {
   s.version = snap.version();
   s.last_at_ms = snap.last_at_ms();
   s.opened_at_ms = snap.opened_at_ms();
+  s.email = snap.email();
   // Trimmed to the configured window now, as a replay of the events would be.
   for (const auto& rec : snap.recent_txs())
     s.recent_txs.remember(rec, r.tx_window);
@@ -730,6 +776,7 @@ pb::AccountView view_of(const state& s) {
   view.set_version(s.version);
   view.set_opened_at_ms(s.opened_at_ms);
   view.set_updated_at_ms(s.last_at_ms);
+  view.set_email(s.email);
   return view;
 }
 

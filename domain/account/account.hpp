@@ -14,6 +14,7 @@
 
 #include "account.pb.h"
 #include "domain/account/schema.hpp"
+#include "domain/email/address.hpp"
 
 namespace kontor::account {
 
@@ -84,6 +85,7 @@ struct state {
   std::int64_t opened_at_ms = 0;
   std::int64_t last_at_ms = 0; ///< at_ms of the last applied event
   tx_window recent_txs;
+  std::string email;           ///< the owner e-mail, normalized ("" for none)
 };
 
 /// The outcome of `decide`: events to append (possibly none), or a rejection, or a replay of a

@@ -35,6 +35,10 @@ std::string_view event_type(const pb::Event& ev) {
       return "AddressUpdated";
     case pb::Event::kPhoneNumberAdded:
       return "PhoneNumberAdded";
+    case pb::Event::kEmailChanged:
+      return "EmailChanged";
+    case pb::Event::kEmailChangeFailed:
+      return "EmailChangeFailed";
     case pb::Event::PAYLOAD_NOT_SET:
       break;
   }

@@ -41,6 +41,10 @@ void project_view(pb::AccountView& view, const pb::Event& ev) {
     case pb::Event::kPhoneNumberAdded:
       view.add_phones(ev.phone_number_added().number());
       break;
+    case pb::Event::kEmailChanged:
+      view.set_email(ev.email_changed().email());
+      break;
+    case pb::Event::kEmailChangeFailed:
     case pb::Event::PAYLOAD_NOT_SET:
       break;
   }

@@ -57,6 +57,9 @@ std::optional<pb::Snapshot> upcast(pb::Snapshot snap) {
         rec.set_source(std::string{deposit_source_api});
     snap.set_schema_version(2);
   }
+  // v2 -> v3: `email` is new; no account had one before, and "" is none.
+  if (snap.schema_version() < 3)
+    snap.set_schema_version(3);
   // Kept events are stored events like any other: they may be older than their type today.
   for (auto& rec : *snap.mutable_recent_txs())
     for (auto& ev : *rec.mutable_events()) {

@@ -32,6 +32,8 @@ constexpr std::uint32_t current_event_version(pb::Event::PayloadCase type) {
     case pb::Event::kStatusChanged:
     case pb::Event::kAddressUpdated:
     case pb::Event::kPhoneNumberAdded:
+    case pb::Event::kEmailChanged:
+    case pb::Event::kEmailChangeFailed:
       return 1;
     case pb::Event::PAYLOAD_NOT_SET:
       break;
@@ -40,7 +42,9 @@ constexpr std::uint32_t current_event_version(pb::Event::PayloadCase type) {
 }
 
 /// The version a Snapshot is written with today. v2: deposit records carry their `source`.
-inline constexpr std::uint32_t current_snapshot_version = 2;
+/// v3: the owner `email` (a build before it would drop the field silently; to it a v3 snapshot
+/// is newer, so it replays events and refuses the EmailChanged it cannot read).
+inline constexpr std::uint32_t current_snapshot_version = 3;
 
 /// `MoneyDeposited.source` of a deposit made through the HTTP API (the only source before v2).
 inline constexpr std::string_view deposit_source_api = "api";

@@ -23,8 +23,19 @@ using shard_offset = std::uint64_t;
 /// Wall-clock milliseconds since the Unix epoch.
 using epoch_ms = std::int64_t;
 
-/// The id of one entity (for Kontor: an account id), unique across the cluster.
+/// The id of one entity (for Kontor: an account id, or "email:<address>" for an e-mail
+/// reservation), unique across the cluster.
 using entity_id = std::string;
+
+/// Entities of a type other than a region's default (Akka's entity type keys) have ids
+/// "<type>:<name>"; the default type's ids contain no ':'.
+inline constexpr char entity_type_separator = ':';
+
+/// The type key of entity `id`: what precedes its first ':' ("" for the default type).
+constexpr std::string_view entity_type_of(std::string_view id) noexcept {
+  auto at = id.find(entity_type_separator);
+  return at == std::string_view::npos ? std::string_view{} : id.substr(0, at);
+}
 
 /// Stable 64-bit FNV-1a hash: the same on every node, compiler and run (unlike std::hash).
 constexpr std::uint64_t stable_hash(std::string_view s) noexcept {

@@ -74,6 +74,8 @@ std::string encode_entry(shard_id shard, shard_offset pos, const effect& e) {
   put_u64(out, pos);
   put_str(out, e.key);
   put_str(out, e.payload);
+  if (e.not_before != 0)
+    put_u64(out, static_cast<std::uint64_t>(e.not_before));
   return out;
 }
 
@@ -89,14 +91,18 @@ std::string encode_dead(const dead_letter& d) {
   return out;
 }
 
-/// Decodes an outbox entry (the first fields) or a dead letter (all of them).
-std::optional<dead_letter> decode(std::string_view bytes, bool full) {
+/// Decodes an outbox entry (the first fields, and its not_before into `not_before` when given)
+/// or a dead letter (all of them).
+std::optional<dead_letter> decode(std::string_view bytes, bool full,
+                                  std::int64_t* not_before = nullptr) {
   reader r{bytes};
   dead_letter d;
   d.shard = static_cast<std::uint32_t>(r.u64());
   d.position = r.u64();
   d.key = r.str();
   d.payload = r.str();
+  if (not_before)
+    *not_before = r.in.empty() ? 0 : static_cast<std::int64_t>(r.u64());
   if (full) {
     d.attempts = static_cast<std::uint32_t>(r.u64());
     d.failed_at = static_cast<std::int64_t>(r.u64());
@@ -254,12 +260,13 @@ public:
   }
 
 private:
-  /// The first outbox entry: its number and contents.
-  std::optional<std::pair<std::uint64_t, dead_letter>> head() const {
+  /// The first outbox entry: its number and contents, and its not_before into `not_before`.
+  std::optional<std::pair<std::uint64_t, dead_letter>> head(std::int64_t& not_before) const {
     std::optional<std::pair<std::uint64_t, dead_letter>> out;
+    not_before = 0;
     (void) store_->read([&](const persistence::store_reader& r) {
       r.scan(outbox, {}, [&](std::string_view k, std::string_view v) {
-        if (auto d = decode(v, false))
+        if (auto d = decode(v, false, &not_before))
           out.emplace(from_be64(k), std::move(*d));
         else
           out.emplace(from_be64(k), dead_letter{}); // unreadable: dropped below
@@ -313,7 +320,8 @@ private:
     std::uint32_t attempts = 0;   // failed attempts of it so far
     auto backoff = settings_.retry.initial;
     while (!stopping()) {
-      auto h = head();
+      std::int64_t not_before = 0;
+      auto h = head(not_before);
       if (!h) {
         std::unique_lock lock{mutex_};
         // Woken by accept() or a retry; the bound is a safety net only.
@@ -332,7 +340,13 @@ private:
         finish(seq, nullptr);
         continue;
       }
-      auto r = settings_.handler->carry_out({entry.key, entry.payload});
+      if (auto wait = not_before - now_ms(); wait > 0) {
+        // Not due yet (a timeout): wait for it, or for a stop; then look at the head again.
+        if (!pause(std::chrono::milliseconds(std::min<std::int64_t>(wait, 1000))))
+          break;
+        continue;
+      }
+      auto r = settings_.handler->carry_out({entry.key, entry.payload, not_before});
       if (r.result == outcome::done) {
         finish(seq, nullptr);
         ++settings_.stats->delivered;

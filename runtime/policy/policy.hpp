@@ -25,6 +25,9 @@ struct effect {
   std::string key;     ///< deterministic per event, e.g. the event's id
   std::string payload; ///< opaque to the runtime (JSON for a webhook, a command for a policy
                        ///< that commands an entity)
+  /// Not carried out before this instant (ms since the epoch; 0: at once), e.g. a timeout. The
+  /// outbox is carried out in order, so a later effect waits behind it.
+  std::int64_t not_before = 0;
 };
 
 /// How one attempt to carry out an effect ended.

@@ -63,6 +63,14 @@ public:
 /// Makes the logic of a newly started entity, in its empty initial state.
 using entity_factory = std::function<std::unique_ptr<entity_logic>(const entity_id&)>;
 
+/// A further entity type of a region (Akka's EntityTypeKey): the entities whose ids are
+/// "<key>:<name>" (entity_type_of(id) == key). They share the region's shards, journal, moves
+/// and event feed with the default type; only their logic differs.
+struct entity_type {
+  std::string key;
+  entity_factory factory;
+};
+
 /// Counters a region keeps for metrics; shared with whoever reports them.
 struct region_stats {
   explicit region_stats(std::uint32_t shards = 4096) : live_by_shard(shards), queued_by_shard(shards) {}
@@ -83,7 +91,8 @@ struct region_stats {
 struct region_settings {
   std::uint32_t number_of_shards = 64;          ///< shard = stable_hash(id) % number_of_shards
   persistence::journal* journal = nullptr;      ///< not owned; outlives the region
-  entity_factory factory;                       ///< makes each entity's logic
+  entity_factory factory;                       ///< makes the logic of default-type entities
+  std::vector<entity_type> types;               ///< further types, by the key in their ids
   std::size_t snapshot_every = 1000;            ///< events between snapshots (0: never)
   bool recover_from_snapshots = true;           ///< false: replay every event, ignore snapshots
   std::chrono::milliseconds passivate_after{std::chrono::minutes(2)}; ///< idle time before stop
@@ -102,5 +111,9 @@ struct region_settings {
   /// The same for all entities of one shard together. 0: unbounded.
   std::size_t max_shard_queue = 0;
 };
+
+/// The logic of a newly started entity `id`: from the factory of its type (entity_type_of), the
+/// default factory for ids without a registered type key.
+std::unique_ptr<entity_logic> make_logic(const region_settings& settings, const entity_id& id);
 
 } // namespace kontor::sharding

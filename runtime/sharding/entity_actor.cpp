@@ -200,12 +200,21 @@ caf::behavior loading_snapshot(self_ptr self) {
 
 } // namespace
 
+std::unique_ptr<entity_logic> make_logic(const region_settings& settings, const entity_id& id) {
+  const auto key = entity_type_of(id);
+  if (!key.empty())
+    for (const auto& t : settings.types)
+      if (t.key == key)
+        return t.factory(id);
+  return settings.factory(id);
+}
+
 caf::behavior entity_actor(caf::stateful_actor<entity_state>* self, entity_id id, shard_id shard,
                            caf::actor shard_actor, caf::actor reader, shared_settings settings,
                            std::shared_ptr<std::atomic<std::int64_t>> queued) {
   auto& st = self->state;
   st.queued = std::move(queued);
-  st.logic = settings->factory(id);
+  st.logic = make_logic(*settings, id);
   st.id = std::move(id);
   st.shard = shard;
   st.shard_actor = std::move(shard_actor);
