@@ -81,11 +81,11 @@ private:
     get.mutable_get_account();
     auto a = entities_.ask_and_wait(account_id, get.SerializeAsString(), timeout_);
     if (!a || a->code != entity_answer::status::ok)
-      return {policy::outcome::retry, a ? "account " + account_id + ": " + a->message
+      return {policy::outcome::defer, a ? "account " + account_id + ": " + a->message
                                         : "no answer from account " + account_id + " in time"};
     account::pb::Reply reply;
     if (!reply.ParseFromString(a->reply))
-      return {policy::outcome::retry, "unreadable answer from account " + account_id};
+      return {policy::outcome::defer, "unreadable answer from account " + account_id};
     const bool has_it = !reply.has_rejection() && reply.account().email() == address;
     auto cmd = reservation_command(address);
     cmd.mutable_settle()->set_claim(claim);
@@ -96,12 +96,12 @@ private:
   policy::attempt_result to_reservation(const std::string& address, const email::pb::Command& cmd) {
     auto a = entities_.ask_and_wait(email::entity_id_of(address), cmd.SerializeAsString(), timeout_);
     if (!a)
-      return {policy::outcome::retry, "no answer from the reservation of " + address + " in time"};
+      return {policy::outcome::defer, "no answer from the reservation of " + address + " in time"};
     if (a->code != entity_answer::status::ok)
-      return {policy::outcome::retry, "the reservation of " + address + ": " + a->message};
+      return {policy::outcome::defer, "the reservation of " + address + ": " + a->message};
     email::pb::Reply reply;
     if (!reply.ParseFromString(a->reply))
-      return {policy::outcome::retry, "unreadable answer from the reservation of " + address};
+      return {policy::outcome::defer, "unreadable answer from the reservation of " + address};
     if (reply.invalid())
       return {policy::outcome::rejected, reply.message()};
     return {policy::outcome::done, ""};

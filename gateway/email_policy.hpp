@@ -17,9 +17,10 @@ namespace kontor::gateway {
 ///  - EmailChanged with a previous address (from an account's stream): releases the previous
 ///    address (the gateway does it too; this covers a gateway that died first). Key
 ///    "email-release:<account>:<seq>".
-/// Both are no-ops at the reservation when already done, so redelivery is harmless. The outbox is
-/// carried out in order: a release may wait behind a claim's timeout (at most
-/// reservation-timeout).
+/// Both are no-ops at the reservation when already done, so redelivery is harmless. A settle waits
+/// for its claim's timeout (effect::not_before) without holding up the others, and one whose
+/// account or reservation cannot answer (its node is down) is deferred, not given up: it is
+/// the only one that may decide, and the others go on meanwhile.
 std::shared_ptr<policy::policy_handler> email_policy(const bridge& entities,
                                                      std::chrono::milliseconds attempt_timeout);
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -260,16 +261,24 @@ public:
   }
 
 private:
-  /// The first outbox entry: its number and contents, and its not_before into `not_before`.
-  std::optional<std::pair<std::uint64_t, dead_letter>> head(std::int64_t& not_before) const {
+  /// The first outbox entry that is due at `now` (its not_before passed, not deferred): its
+  /// number and contents. `wake_at` gets when the first of those passed over is due (0: none).
+  std::optional<std::pair<std::uint64_t, dead_letter>> next_due(std::int64_t now, std::int64_t& wake_at) const {
     std::optional<std::pair<std::uint64_t, dead_letter>> out;
-    not_before = 0;
+    wake_at = 0;
+    auto later = [&](std::int64_t at) { wake_at = wake_at == 0 ? at : std::min(wake_at, at); };
     (void) store_->read([&](const persistence::store_reader& r) {
       r.scan(outbox, {}, [&](std::string_view k, std::string_view v) {
-        if (auto d = decode(v, false, &not_before))
-          out.emplace(from_be64(k), std::move(*d));
-        else
-          out.emplace(from_be64(k), dead_letter{}); // unreadable: dropped below
+        const auto seq = from_be64(k);
+        std::int64_t not_before = 0;
+        auto d = decode(v, false, &not_before);
+        if (auto it = deferred_.find(seq); it != deferred_.end())
+          not_before = std::max(not_before, it->second.until);
+        if (d && not_before > now) {
+          later(not_before);
+          return true;
+        }
+        out.emplace(seq, d ? std::move(*d) : dead_letter{}); // unreadable: dropped below
         return false;
       });
     });
@@ -320,12 +329,16 @@ private:
     std::uint32_t attempts = 0;   // failed attempts of it so far
     auto backoff = settings_.retry.initial;
     while (!stopping()) {
-      std::int64_t not_before = 0;
-      auto h = head(not_before);
+      std::int64_t wake_at = 0;
+      auto h = next_due(now_ms(), wake_at);
       if (!h) {
         std::unique_lock lock{mutex_};
-        // Woken by accept() or a retry; the bound is a safety net only.
-        cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || wake_; });
+        // Woken by accept(), a retry, or when the first effect passed over is due; the bound
+        // is a safety net only.
+        auto wait = std::chrono::milliseconds(1000);
+        if (wake_at != 0)
+          wait = std::chrono::milliseconds(std::clamp<std::int64_t>(wake_at - now_ms(), 1, 1000));
+        cv_.wait_for(lock, wait, [this] { return stopping_ || wake_; });
         wake_ = false;
         continue;
       }
@@ -340,16 +353,24 @@ private:
         finish(seq, nullptr);
         continue;
       }
-      if (auto wait = not_before - now_ms(); wait > 0) {
-        // Not due yet (a timeout): wait for it, or for a stop; then look at the head again.
-        if (!pause(std::chrono::milliseconds(std::min<std::int64_t>(wait, 1000))))
-          break;
-        continue;
-      }
-      auto r = settings_.handler->carry_out({entry.key, entry.payload, not_before});
+      auto r = settings_.handler->carry_out({entry.key, entry.payload});
       if (r.result == outcome::done) {
+        deferred_.erase(seq);
         finish(seq, nullptr);
         ++settings_.stats->delivered;
+        continue;
+      }
+      if (r.result == outcome::defer) {
+        auto& d = deferred_[seq];
+        d.backoff = d.attempts == 0 ? settings_.retry.initial : std::min(d.backoff * 2, settings_.retry.max);
+        d.until = now_ms() + d.backoff.count();
+        ++d.attempts;
+        ++settings_.stats->retries;
+        if (d.attempts == 1 || d.attempts % 10 == 0)
+          log(log_level::warn, component,
+              name_ + ": " + entry.key + " deferred (" + r.reason + "), attempt " + std::to_string(d.attempts)
+                + "; again in " + std::to_string(d.backoff.count()) + " ms, the others go on");
+        current = 0;
         continue;
       }
       ++attempts;
@@ -360,6 +381,7 @@ private:
         log(log_level::warn, component,
             name_ + ": " + entry.key + " is a dead letter after " + std::to_string(attempts)
               + " attempts: " + r.reason);
+        deferred_.erase(seq);
         finish(seq, &entry);
         ++(r.result == outcome::rejected ? settings_.stats->rejected : settings_.stats->gave_up);
         continue;
@@ -385,6 +407,14 @@ private:
   std::condition_variable cv_;
   bool stopping_ = false;
   bool wake_ = false; ///< set (under mutex_) when the outbox got entries
+  /// Effects deferred (outcome::defer), by outbox number: the delivery thread's alone; in
+  /// memory (after a restart they are tried at once again).
+  struct deferral {
+    std::uint32_t attempts = 0;
+    std::chrono::milliseconds backoff{0};
+    std::int64_t until = 0;
+  };
+  std::map<std::uint64_t, deferral> deferred_;
   std::string name_;
   std::thread thread_;
 };

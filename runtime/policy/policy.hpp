@@ -26,7 +26,7 @@ struct effect {
   std::string payload; ///< opaque to the runtime (JSON for a webhook, a command for a policy
                        ///< that commands an entity)
   /// Not carried out before this instant (ms since the epoch; 0: at once), e.g. a timeout. The
-  /// outbox is carried out in order, so a later effect waits behind it.
+  /// effects behind one that is not due yet go on meanwhile.
   std::int64_t not_before = 0;
 };
 
@@ -35,6 +35,10 @@ enum class outcome {
   done,      ///< the target has it (or had it: a dedup answer is a success)
   retry,     ///< a transient failure (down, timeout, 5xx): try again after a backoff
   rejected,  ///< the target refused it for good (4xx): a dead letter at once
+  /// Not now, and not in the way of the others: tried again after a backoff while the effects
+  /// behind it go on (order does not matter for it, e.g. its target is down while others' are
+  /// not). Never a dead letter by count: it waits for its target, in the policy's lag.
+  defer,
 };
 
 /// The answer of a target to one attempt, with a reason for the log and the dead letter.
@@ -97,6 +101,8 @@ struct policy_settings {
 /// an event is neither skipped nor accepted twice. A delivery thread carries the outbox out in
 /// order (so per account in order too), one effect at a time, with exponential backoff; one
 /// that fails `max_attempts` times, or is rejected, becomes a dead letter and the next goes on.
+/// Effects not due yet (effect::not_before) or deferred (outcome::defer) are passed over until
+/// they are.
 /// An effect leaves the outbox only after its target answered: at least once, and exactly once
 /// where the target deduplicates by key. The actor answers dead_letters_atom and retry_atom
 /// (messages.hpp); its exit stops the delivery thread and closes the store. When the store

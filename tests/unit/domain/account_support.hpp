@@ -129,6 +129,14 @@ inline pb::Event phone_added(std::string number) {
   return ev;
 }
 
+/// EmailChanged.
+inline pb::Event email_changed(std::string email, std::string previous = "") {
+  pb::Event ev;
+  ev.mutable_email_changed()->set_email(std::move(email));
+  ev.mutable_email_changed()->set_previous(std::move(previous));
+  return ev;
+}
+
 /// The lock of an account with limit `old_limit`, as decide emits it.
 inline std::vector<pb::Event> locked_events(std::int64_t old_limit, std::string reason = "") {
   return {limit_changed(0, old_limit, reason), status_changed(pb::ACTIVE, pb::LOCKED, reason)};
@@ -242,6 +250,14 @@ inline pb::Command add_phone(std::string number) {
   return cmd;
 }
 
+/// ChangeEmail of a normalized address within a lease until `lease_until_ms` (0: none).
+inline pb::Command change_email(std::string email, std::int64_t lease_until_ms = 0) {
+  auto cmd = command();
+  cmd.mutable_change_email()->set_email(std::move(email));
+  cmd.mutable_change_email()->set_lease_until_ms(lease_until_ms);
+  return cmd;
+}
+
 /// GetAccount.
 inline pb::Command get_account() {
   auto cmd = command();
@@ -327,6 +343,7 @@ inline void require_same_state(const state& a, const state& b) {
   if (a.address)
     CHECK(same(*a.address, *b.address));
   CHECK(a.version == b.version);
+  CHECK(a.email == b.email);
   CHECK(a.opened_at_ms == b.opened_at_ms);
   CHECK(a.last_at_ms == b.last_at_ms);
   CHECK(a.recent_txs.complete() == b.recent_txs.complete());

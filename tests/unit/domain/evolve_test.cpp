@@ -18,7 +18,7 @@ std::vector<pb::Event> rich_history() {
                   limit_changed(0, 2000, "fraud"),
                   status_changed(pb::ACTIVE, pb::LOCKED, "fraud"), deposited("d2", 50, 250),
                   status_changed(pb::LOCKED, pb::ACTIVE), phone_added("+43 1 234 5678"),
-                  purchased("p2", 250, 0)});
+                  purchased("p2", 250, 0), email_changed("mike@example.com")});
 }
 
 pb::TxRecord record(std::string tx_id, std::uint64_t seq) {
@@ -177,7 +177,8 @@ TEST_CASE("a snapshot holds the whole state and restores it", "[snapshot]") {
   auto snap = to_snapshot(s);
   CHECK(snap.schema_version() == current_snapshot_version);
   CHECK(snap.account_id() == account);
-  CHECK(snap.version() == 12);
+  CHECK(snap.version() == 13);
+  CHECK(snap.email() == "mike@example.com");
   CHECK(snap.recent_txs_size() == 4);
   CHECK(snap.recent_txs(0).tx_id() == "d1"); // oldest first
   CHECK(snap.recent_txs(3).tx_id() == "p2");
@@ -387,9 +388,10 @@ TEST_CASE("view_of shows the account", "[view]") {
   CHECK(v.phones(1) == "+43 1 234 5678");
   REQUIRE(v.has_address());
   CHECK(same(v.address(), *s.address));
-  CHECK(v.version() == 12);
+  CHECK(v.version() == 13);
+  CHECK(v.email() == "mike@example.com");
   CHECK(v.opened_at_ms() == t0 + 1);
-  CHECK(v.updated_at_ms() == t0 + 12);
+  CHECK(v.updated_at_ms() == t0 + 13);
 
   CHECK_FALSE(view_of(given_open()).has_address());
 }
