@@ -72,8 +72,8 @@ bool consistent(http_client& c, const std::set<std::string>& addresses,
 
 } // namespace
 
-TEST_CASE("e-mail: an address belongs to one account; a second claim is 409 email_taken with "
-          "EmailChangeFailed; a change frees the old address",
+TEST_CASE("e-mail: an address belongs to one account, a second claim is 409 email_taken with "
+          "EmailChangeFailed, a change frees the old address",
           "[email]") {
   running_node node{email_args()};
   http_client c{node.port()};
