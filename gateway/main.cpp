@@ -27,6 +27,7 @@
 #include "runtime/core/log.hpp"
 #include "runtime/core/metrics.hpp"
 #include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/policy/checkpoint.hpp"
 #include "runtime/policy/policy.hpp"
 #include "runtime/projection/poller.hpp"
 #include "runtime/projection/read_model.hpp"
@@ -125,12 +126,22 @@ std::shared_ptr<policy::policy_stats> policy_metrics(const std::string& name, me
                          [count] { return static_cast<double>(count->load()); });
   metrics.counter_from("kontor_policy_retries_total", "failed attempts a policy retried on this node",
                        labels, [stats] { return static_cast<double>(stats->retries.load()); });
+  metrics.counter_from("kontor_policy_checkpoints_total",
+                       "checkpoints of a policy's progress the cluster acknowledged from this node",
+                       labels, [stats] { return static_cast<double>(stats->checkpoints.load()); });
+  metrics.gauge("kontor_policy_checkpoint_behind",
+                "effects a policy running on this node finished that its last checkpoint does not cover "
+                "yet (a move now would carry them out again; 0 where it does not run)",
+                labels, [stats] {
+                  return stats->running ? static_cast<double>(stats->finished() - stats->checkpointed.load()) : 0.0;
+                });
   return stats;
 }
 
 /// Starts policy `handler` as the cluster singleton policy-<name> (into `policies`).
 void start_policy(const gateway::node_config& cfg, singleton::singleton_manager& singletons,
-                  const caf::actor& poller, std::shared_ptr<policy::policy_handler> handler,
+                  const caf::actor& poller, const caf::actor& region,
+                  std::shared_ptr<policy::policy_handler> handler,
                   std::shared_ptr<policy::policy_stats> stats, std::map<std::string, caf::actor>& policies) {
   auto name = handler->name();
   policy::policy_settings pol;
@@ -140,6 +151,7 @@ void start_policy(const gateway::node_config& cfg, singleton::singleton_manager&
   pol.retry = {cfg.policy_retry_initial, cfg.policy_retry_max, cfg.policy_max_attempts};
   pol.stats = std::move(stats);
   pol.poller = poller;
+  pol.region = region;
   policies[name] = singletons.start("policy-" + name, [pol](caf::actor_system& s) {
     return policy::spawn_policy(s, pol);
   });
@@ -148,13 +160,14 @@ void start_policy(const gateway::node_config& cfg, singleton::singleton_manager&
 /// Starts the configured policies as cluster singletons (into `policies`, by name) and registers
 /// their metrics (every known policy's, so the series exist when it is off). False: bad config.
 bool start_policies(const gateway::node_config& cfg, singleton::singleton_manager& singletons, const caf::actor& poller,
+                    const caf::actor& region,
                     metrics_registry& metrics, const gateway::bridge& entities,
                     std::map<std::string, caf::actor>& policies) {
   auto thank_you_stats = policy_metrics("thank-you", metrics);
   auto bonus_stats = policy_metrics("bonus", metrics);
   auto email_stats = policy_metrics("email", metrics);
   if (poller) {
-    start_policy(cfg, singletons, poller, gateway::email_policy(entities, cfg.policy_attempt_timeout),
+    start_policy(cfg, singletons, poller, region, gateway::email_policy(entities, cfg.policy_attempt_timeout),
                  email_stats, policies);
   } else {
     log(log_level::warn, component,
@@ -177,7 +190,7 @@ bool start_policies(const gateway::node_config& cfg, singleton::singleton_manage
       log(log_level::error, component, "thank-you-webhook-url: '" + cfg.thank_you_url + "' is not http://host[:port]/path");
       return false;
     }
-    start_policy(cfg, singletons, poller, std::move(handler), thank_you_stats, policies);
+    start_policy(cfg, singletons, poller, region, std::move(handler), thank_you_stats, policies);
     log(log_level::info, component,
         "policy thank-you: deposits of at least " + std::to_string(cfg.thank_you_min_amount) + " → "
           + cfg.thank_you_url);
@@ -192,7 +205,7 @@ bool start_policies(const gateway::node_config& cfg, singleton::singleton_manage
     bs.rate_per_mille = cfg.bonus_rate;
     bs.max_balance = cfg.bonus_max_balance;
     bs.timeout = cfg.policy_attempt_timeout;
-    start_policy(cfg, singletons, poller, gateway::bonus_policy(bs, entities), bonus_stats, policies);
+    start_policy(cfg, singletons, poller, region, gateway::bonus_policy(bs, entities), bonus_stats, policies);
     log(log_level::info, component,
         "policy bonus: " + std::to_string(cfg.bonus_rate) + " per 1000 of every deposit → account "
           + cfg.bonus_account
@@ -298,7 +311,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
   rs.number_of_shards = cfg.number_of_shards;
   rs.journal = jrnl;
   rs.factory = gateway::account_entity_factory(rules);
-  rs.types = {gateway::email_entity_type()};
+  rs.types = {gateway::email_entity_type(), policy::checkpoint_entity_type()};
   rs.snapshot_every = cfg.snapshot_every;
   rs.passivate_after = cfg.passivate_after;
   rs.clustered = true;
@@ -411,7 +424,7 @@ int run(const gateway::node_config& cfg, sigset_t& stop_signals) {
 
   // Policies: each a cluster singleton that follows the poller (see runtime/policy/policy.hpp).
   std::map<std::string, caf::actor> policies;
-  if (!start_policies(cfg, singletons, poller, metrics, entities, policies)) {
+  if (!start_policies(cfg, singletons, poller, region, metrics, entities, policies)) {
     stop_early();
     return 2;
   }

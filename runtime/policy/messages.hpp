@@ -17,6 +17,8 @@ namespace kontor::policy {
 using dead_letters_atom = caf::atom_constant<caf::atom("pol_dead")>;
 /// → policy: (retry_atom) → std::uint64_t, how many dead letters went back to the outbox.
 using retry_atom = caf::atom_constant<caf::atom("pol_retry")>;
+/// Local, the policy's timer: write a checkpoint if effects finished since the last.
+using checkpoint_atom = caf::atom_constant<caf::atom("pol_ckpt")>;
 
 /// An effect the policy gave up on: rejected by its target, or failed at every attempt.
 struct dead_letter {

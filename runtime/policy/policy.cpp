@@ -10,6 +10,8 @@
 
 #include "runtime/core/bytes.hpp"
 #include "runtime/core/log.hpp"
+#include "runtime/policy/checkpoint.hpp"
+#include "runtime/sharding/messages.hpp"
 #include "runtime/persistence/lmdb_store.hpp"
 #include "runtime/projection/messages.hpp"
 #include "runtime/projection/read_model.hpp"
@@ -140,7 +142,61 @@ public:
     settings_.stats->dead_letters = deads;
     settings_.stats->behind = 0;
     settings_.stats->running = true;
-    thread_ = std::thread([this] { deliver_loop(); });
+  }
+
+  /// Starts the delivery thread (once; after adopt()).
+  void start_delivery() {
+    if (!thread_.joinable())
+      thread_ = std::thread([this] { deliver_loop(); });
+  }
+
+  /// The positions accepted so far, per shard.
+  const std::vector<shard_offset>& next() const noexcept { return next_; }
+
+  /// Per shard, the position below which every event's effect is finished: the first pending
+  /// outbox entry's position, or the next position to accept when none is pending.
+  std::vector<shard_offset> done_positions() const {
+    auto out = next_;
+    (void) store_->read([&](const persistence::store_reader& r) {
+      r.scan(outbox, {}, [&](std::string_view, std::string_view v) {
+        if (auto d = decode(v, false); d && d->shard < out.size())
+          out[d->shard] = std::min<shard_offset>(out[d->shard], d->position);
+        return true;
+      });
+    });
+    return out;
+  }
+
+  /// Adopts the cluster's checkpoint `done` (before the delivery thread starts): accepts from at
+  /// least there, and drops outbox entries below it (another node finished them). Returns how
+  /// many entries it dropped.
+  std::uint64_t adopt(const std::vector<shard_offset>& done) {
+    if (done.size() != next_.size())
+      return 0;
+    auto after = next_;
+    for (std::size_t s = 0; s < after.size(); ++s)
+      after[s] = std::max(after[s], done[s]);
+    std::uint64_t dropped = 0;
+    auto written = store_->write([&](persistence::store_writer& txn) {
+      dropped = 0;
+      std::vector<std::string> stale;
+      txn.scan(outbox, {}, [&](std::string_view k, std::string_view v) {
+        if (auto d = decode(v, false); d && d->shard < done.size() && d->position < done[d->shard])
+          stale.emplace_back(k);
+        return true;
+      });
+      for (const auto& k : stale)
+        txn.erase(outbox, k);
+      dropped = stale.size();
+      txn.put(meta, positions_key, encode_positions(after));
+    });
+    if (!written) {
+      log(log_level::error, component, name_ + ": adopting the checkpoint failed: " + written.error().message);
+      return 0;
+    }
+    next_ = std::move(after);
+    settings_.stats->pending -= std::min<std::uint64_t>(dropped, settings_.stats->pending);
+    return dropped;
   }
 
   ~core() { stop(); }
@@ -425,6 +481,13 @@ struct intake_state {
   std::shared_ptr<core> policy;
   caf::actor poller;
   caf::actor front;
+  caf::actor region;                ///< for the checkpoint entity (unset: none)
+  entity_id checkpoint;             ///< its id
+  std::chrono::milliseconds checkpoint_every{0};
+  std::chrono::milliseconds checkpoint_timeout{0};
+  bool checkpoint_in_flight = false;
+  bool checkpoint_failing = false;  ///< the last write failed (logged once per streak)
+  std::shared_ptr<policy_stats> stats;
   std::chrono::milliseconds resubscribe_after{0};
   std::chrono::steady_clock::time_point last_batch;
   shard_positions last_positions; ///< the durable positions after the last batch
@@ -434,12 +497,17 @@ struct intake_state {
 using intake_ptr = caf::stateful_actor<intake_state>*;
 
 /// The detached actor that commits batches (it blocks on LMDB) and answers the admin messages.
-caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, std::vector<shard_offset> from,
-                           caf::actor poller, std::chrono::milliseconds resubscribe_after) {
+caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, const policy_settings& settings,
+                           std::string name) {
   auto& st = self->state;
   st.policy = std::move(policy);
-  st.poller = std::move(poller);
-  st.resubscribe_after = resubscribe_after;
+  st.poller = settings.poller;
+  st.resubscribe_after = settings.resubscribe_after;
+  st.region = settings.region;
+  st.checkpoint = checkpoint_id(name);
+  st.checkpoint_every = settings.checkpoint_every;
+  st.checkpoint_timeout = settings.checkpoint_timeout;
+  st.stats = settings.stats;
   st.last_batch = std::chrono::steady_clock::now();
   // The delivery thread ends with the actor (after the attempt in progress).
   self->attach_functor([p = st.policy] { p->stop(); });
@@ -447,11 +515,68 @@ caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, std::v
     if (self->state.front && self->state.poller)
       self->send(self->state.front, subscribe_atom::value, self->state.poller, std::move(p));
   };
+  // Delivery and intake start from the store's positions, raised to the cluster's checkpoint.
+  auto begin = [=] {
+    auto& st = self->state;
+    st.policy->start_delivery();
+    st.last_positions = shard_positions{st.policy->next()};
+    subscribe(st.last_positions);
+    self->delayed_send(self, st.resubscribe_after, resubscribe_atom::value);
+    if (st.region)
+      self->delayed_send(self, st.checkpoint_every, checkpoint_atom::value);
+  };
   return {
     [=](caf::actor& front) {
-      self->state.front = std::move(front);
-      subscribe(shard_positions{from});
-      self->delayed_send(self, self->state.resubscribe_after, resubscribe_atom::value);
+      auto& st = self->state;
+      st.front = std::move(front);
+      if (!st.region)
+        return begin();
+      self->request(st.region, st.checkpoint_timeout, sharding::entity_envelope{st.checkpoint, read_command()})
+        .then(
+          [=](std::string& reply) {
+            auto done = parse_reply(reply);
+            if (!done) {
+              log(log_level::error, component, name + ": its checkpoint is unreadable; resuming from this node's store");
+            } else if (!done->empty()) {
+              auto dropped = self->state.policy->adopt(*done);
+              log(log_level::info, component,
+                  name + " resumes from the cluster's checkpoint" + (dropped > 0 ? " (" + std::to_string(dropped)
+                    + " effects in this node's outbox were finished elsewhere)" : std::string{}));
+            }
+            begin();
+          },
+          [=](caf::error& err) {
+            log(log_level::warn, component,
+                name + ": no checkpoint from the cluster (" + self->home_system().render(err)
+                  + "); resuming from this node's store, so effects finished elsewhere may be carried out again");
+            begin();
+          });
+    },
+    [=](checkpoint_atom) {
+      auto& st = self->state;
+      self->delayed_send(self, st.checkpoint_every, checkpoint_atom::value);
+      const auto finished = st.stats->finished();
+      if (st.checkpoint_in_flight || finished == st.stats->checkpointed.load())
+        return;
+      st.checkpoint_in_flight = true;
+      self->request(st.region, st.checkpoint_timeout,
+                    sharding::entity_envelope{st.checkpoint, advance_command(st.policy->done_positions())})
+        .then(
+          [=](std::string&) {
+            self->state.checkpoint_in_flight = false;
+            self->state.checkpoint_failing = false;
+            self->state.stats->checkpointed = finished;
+            ++self->state.stats->checkpoints;
+          },
+          [=](caf::error& err) {
+            auto& st = self->state;
+            st.checkpoint_in_flight = false;
+            if (!st.checkpoint_failing)
+              log(log_level::warn, component,
+                  name + ": writing its checkpoint failed (" + self->home_system().render(err)
+                    + "); trying again every " + std::to_string(st.checkpoint_every.count()) + " ms");
+            st.checkpoint_failing = true;
+          });
     },
     [=](event_batch& batch) -> caf::result<applied_atom, shard_positions> {
       self->state.last_batch = std::chrono::steady_clock::now();
@@ -462,7 +587,7 @@ caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, std::v
     [=](resubscribe_atom) {
       auto& st = self->state;
       if (std::chrono::steady_clock::now() - st.last_batch >= st.resubscribe_after)
-        subscribe(st.last_positions.next.empty() ? shard_positions{from} : st.last_positions);
+        subscribe(st.last_positions);
       self->delayed_send(self, st.resubscribe_after, resubscribe_atom::value);
     },
     [=](dead_letters_atom) { return self->state.policy->dead_letters(); },
@@ -540,11 +665,9 @@ caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings) {
       return failed_policy(sys);
     }
   }
-  auto poller = settings.poller;
-  auto resubscribe = settings.resubscribe_after;
-  auto c = std::make_shared<core>(std::move(settings), std::move(*store), next, next_seq);
+  auto c = std::make_shared<core>(settings, std::move(*store), next, next_seq);
   log(log_level::info, component, name + " runs on this node");
-  auto intake = sys.spawn<caf::detached>(intake_actor, c, std::move(next), std::move(poller), resubscribe);
+  auto intake = sys.spawn<caf::detached>(intake_actor, c, settings, name);
   auto front = sys.spawn(front_actor, intake);
   caf::anon_send(intake, front);
   return front;

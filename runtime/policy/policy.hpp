@@ -80,6 +80,11 @@ struct policy_stats {
   std::atomic<std::uint64_t> pending{0};      ///< effects accepted, not yet carried out
   std::atomic<std::uint64_t> behind{0};       ///< events the poller reported but not accepted yet
   std::atomic<bool> running{false};           ///< whether the policy runs on this node
+  std::atomic<std::uint64_t> checkpoints{0};  ///< checkpoints the cluster acknowledged
+  /// Effects finished (delivered, rejected or given up) that the last acknowledged checkpoint
+  /// covers: finished() - checkpointed is what a move to another node would carry out again.
+  std::atomic<std::uint64_t> checkpointed{0};
+  std::uint64_t finished() const noexcept { return delivered.load() + rejected.load() + gave_up.load(); }
   /// Events not yet handled: accepted but not carried out, plus not yet accepted.
   std::uint64_t lag() const noexcept { return pending.load() + behind.load(); }
 };
@@ -93,6 +98,14 @@ struct policy_settings {
   std::shared_ptr<policy_stats> stats = std::make_shared<policy_stats>();
   caf::actor poller;                     ///< the poller (its singleton proxy) to subscribe to
   std::chrono::milliseconds resubscribe_after{std::chrono::seconds(2)};
+  /// This node's shard region, which runs the checkpoint entities (checkpoint.hpp; the region
+  /// needs checkpoint_entity_type() among its types). Unset: no checkpoints, the policy
+  /// resumes from its own store only.
+  caf::actor region;
+  /// How often a checkpoint is written while effects finish (none while nothing finishes).
+  std::chrono::milliseconds checkpoint_every{std::chrono::seconds(1)};
+  /// How long the start waits for the checkpoint before it goes on from its own store.
+  std::chrono::milliseconds checkpoint_timeout{std::chrono::seconds(5)};
 };
 
 /// Starts a policy on this node and returns its actor (a singleton manager's factory returns
@@ -102,7 +115,9 @@ struct policy_settings {
 /// order (so per account in order too), one effect at a time, with exponential backoff; one
 /// that fails `max_attempts` times, or is rejected, becomes a dead letter and the next goes on.
 /// Effects not due yet (effect::not_before) or deferred (outcome::defer) are passed over until
-/// they are.
+/// they are. With a `region`, the policy keeps a checkpoint in the cluster (checkpoint.hpp) and
+/// starts from it: after a move to a node whose store is behind (or new), what the last runner
+/// finished is neither accepted nor carried out again, and outbox entries it covers are dropped.
 /// An effect leaves the outbox only after its target answered: at least once, and exactly once
 /// where the target deduplicates by key. The actor answers dead_letters_atom and retry_atom
 /// (messages.hpp); its exit stops the delivery thread and closes the store. When the store
