@@ -7,6 +7,7 @@
 #include <future>
 
 #include "runtime/persistence/lmdb_journal.hpp"
+#include "runtime/policy/checkpoint.hpp"
 #include "runtime/sharding/cluster_messages.hpp"
 #include "runtime/sharding/messages.hpp"
 #include "runtime/sharding/shard_region.hpp"
@@ -368,4 +369,91 @@ TEST_CASE("many entities across shards under concurrent load", "[sharding]") {
   for (int i = 0; i < ids; i += 37)
     CHECK(f.ask("e" + std::to_string(i), "get") == std::to_string(per_id) + "/" + std::to_string(per_id));
   CHECK(f.stats->live_entities == ids);
+}
+
+namespace {
+
+/// A second entity type: "say X" appends X, every command answers "said:" + all it appended.
+class parrot final : public sharding::entity_logic {
+public:
+  restored restore(sequence_nr, std::string_view snap) override {
+    said_ = std::string(snap);
+    return restored::ok;
+  }
+  bool recover(sequence_nr, std::string_view ev) override {
+    said_ += ev;
+    return true;
+  }
+  sharding::effect handle(std::string_view cmd, epoch_ms) override {
+    if (cmd.rfind("say ", 0) == 0) {
+      pending_ = std::string(cmd.substr(4));
+      return {{pending_}, {}};
+    }
+    return {{}, "said:" + said_};
+  }
+  std::string persisted() override {
+    said_ += pending_;
+    return "said:" + said_;
+  }
+  void aborted() override { pending_.clear(); }
+  std::string snapshot() const override { return said_; }
+
+private:
+  std::string said_, pending_;
+};
+
+} // namespace
+
+TEST_CASE("entities of another type key run their own logic in the same region and journal",
+          "[sharding]") {
+  CHECK(entity_type_of("parrot:polly") == "parrot");
+  CHECK(entity_type_of("polly").empty());
+  fixture f;
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.settings.types = {{"parrot", [](const entity_id&) { return std::make_unique<parrot>(); }}};
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  CHECK(f.ask("polly", "add 2") == "2/1");
+  CHECK(f.ask("parrot:polly", "say hi") == "said:hi");
+  CHECK(f.ask("parrot:polly", "say !") == "said:hi!");
+  // An id with an unregistered key belongs to the default type.
+  CHECK(f.ask("cat:tom", "add 3") == "3/1");
+  // Each stream in the one journal, and back after a restart of the region.
+  auto events = f.journal->replay("parrot:polly", 1, 10);
+  REQUIRE(events);
+  CHECK(events->size() == 2);
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  CHECK(f.ask("parrot:polly", "get") == "said:hi!");
+  CHECK(f.ask("polly", "get") == "2/1");
+}
+
+TEST_CASE("a policy checkpoint entity only ever raises its positions, per shard", "[sharding][policy]") {
+  fixture f;
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.settings.types = {policy::checkpoint_entity_type()};
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  const auto id = policy::checkpoint_id("p");
+  CHECK(id == "policy:p");
+  auto positions = [&](const std::string& cmd) {
+    auto p = policy::parse_reply(f.ask(id, cmd));
+    REQUIRE(p.has_value());
+    return *p;
+  };
+  CHECK(positions(policy::read_command()).empty());
+  CHECK(positions(policy::advance_command({3, 1, 7})) == std::vector<shard_offset>{3, 1, 7});
+  CHECK(positions(policy::advance_command({2, 5, 7})) == std::vector<shard_offset>{3, 5, 7});
+  // Nothing raised: nothing appended. Another shard count: ignored.
+  CHECK(positions(policy::advance_command({1, 1, 1})) == std::vector<shard_offset>{3, 5, 7});
+  CHECK(positions(policy::advance_command({9, 9})) == std::vector<shard_offset>{3, 5, 7});
+  auto events = f.journal->replay(id, 1, 10);
+  REQUIRE(events);
+  CHECK(events->size() == 2);
+  caf::anon_send_exit(f.region, caf::exit_reason::user_shutdown);
+  f.sys->await_all_actors_done();
+  f.region = sharding::spawn_shard_region(*f.sys, f.settings);
+  CHECK(positions(policy::read_command()) == std::vector<shard_offset>{3, 5, 7});
+  CHECK_FALSE(policy::parse_reply("garbage").has_value());
 }
