@@ -78,7 +78,6 @@ struct change : std::enable_shared_from_this<change> {
     auto* r = cmd.mutable_reserve();
     r->set_account(account);
     r->set_timeout_ms(settings.reservation_timeout.count());
-    r->set_account_version(reply.account().version());
     ask_reservation(address, std::move(cmd), [self = shared_from_this()](entity_answer a, email::pb::Reply r) {
       self->on_reserved(std::move(a), std::move(r));
     });
@@ -131,40 +130,98 @@ struct change : std::enable_shared_from_this<change> {
       return finish(email_change_result::kind::account, std::move(a));
     }
     std::string previous;
-    std::uint64_t dropped_at = 0;
     for (const auto& ev : reply.events())
-      if (ev.has_email_changed()) {
+      if (ev.has_email_changed())
         previous = ev.email_changed().previous();
-        dropped_at = ev.seq();
-      }
     auto cmd = reservation_command(address);
     cmd.mutable_confirm()->set_account(account);
     ask_reservation(address, std::move(cmd),
-                    [self = shared_from_this(), a = std::move(a), previous, dropped_at](entity_answer c, email::pb::Reply) mutable {
+                    [self = shared_from_this(), a = std::move(a), previous](entity_answer c, email::pb::Reply) mutable {
                       if (c.code != status::ok)
                         log(log_level::warn, "email",
                             "confirming " + self->address + " for account " + self->account
                               + " failed (" + c.message + "); its timeout confirms it");
-                      self->release_previous(std::move(a), previous, dropped_at);
+                      self->release_previous(std::move(a), previous);
                     });
   }
 
   /// 4. The old address goes (the e-mail policy does it too, from EmailChanged, should this
   ///    node die first).
-  void release_previous(entity_answer a, const std::string& previous, std::uint64_t dropped_at) {
+  void release_previous(entity_answer a, const std::string& previous) {
     if (previous.empty())
       return finish(email_change_result::kind::account, std::move(a));
-    auto cmd = reservation_command(previous);
+    release_if_dropped(*entities, account, previous,
+                       [self = shared_from_this(), a = std::move(a), previous](entity_answer r) mutable {
+                         if (r.code != status::ok)
+                           log(log_level::warn, "email",
+                               "releasing " + previous + " of account " + self->account + " failed ("
+                                 + r.message + "); the policy email releases it");
+                         self->finish(email_change_result::kind::account, std::move(a));
+                       });
+  }
+};
+
+/// One release_if_dropped in progress.
+struct release_check : std::enable_shared_from_this<release_check> {
+  const bridge* entities;
+  std::string account;
+  std::string address;
+  std::function<void(entity_answer)> done;
+
+  void start() {
+    auto cmd = reservation_command(address);
+    cmd.mutable_get();
+    entities->ask(email::entity_id_of(address), cmd.SerializeAsString(),
+                  [self = shared_from_this()](entity_answer a) { self->on_reservation(std::move(a)); });
+  }
+
+  void on_reservation(entity_answer a) {
+    email::pb::Reply reply;
+    if (a.code != status::ok || !reply.ParseFromString(a.reply))
+      return done(std::move(a));
+    const auto& v = reply.view();
+    if (v.status() != email::pb::HELD || v.account() != account)
+      return done(std::move(a)); // not its hold (free, another's, or a claim its settle decides)
+    account::pb::Command cmd;
+    cmd.set_account_id(account);
+    cmd.mutable_get_account();
+    entities->ask(account, cmd.SerializeAsString(),
+                  [self = shared_from_this(), claim = v.claim()](entity_answer a) { self->on_account(std::move(a), claim); });
+  }
+
+  void on_account(entity_answer a, std::uint64_t claim) {
+    auto has = email_in_answer(a);
+    if (!has)
+      return done(std::move(a));
+    if (*has == address)
+      return done(std::move(a)); // it has it (again): keep the hold
+    auto cmd = reservation_command(address);
     cmd.mutable_release()->set_account(account);
-    cmd.mutable_release()->set_dropped_at(dropped_at);
-    ask_reservation(previous, std::move(cmd),
-                    [self = shared_from_this(), a = std::move(a)](entity_answer, email::pb::Reply) mutable {
-                      self->finish(email_change_result::kind::account, std::move(a));
-                    });
+    cmd.mutable_release()->set_claim(claim);
+    entities->ask(email::entity_id_of(address), cmd.SerializeAsString(), done);
   }
 };
 
 } // namespace
+
+void release_if_dropped(const bridge& entities, std::string account, std::string address,
+                        std::function<void(entity_answer)> done) {
+  auto r = std::make_shared<release_check>();
+  r->entities = &entities;
+  r->account = std::move(account);
+  r->address = std::move(address);
+  r->done = std::move(done);
+  r->start();
+}
+
+std::optional<std::string> email_in_answer(const entity_answer& a) {
+  account::pb::Reply reply;
+  if (a.code != status::ok || !reply.ParseFromString(a.reply))
+    return std::nullopt;
+  if (reply.has_rejection())
+    return std::string{}; // no such account: it has none
+  return reply.account().email();
+}
 
 email::pb::Command reservation_command(const std::string& address) {
   email::pb::Command cmd;

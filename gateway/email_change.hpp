@@ -40,7 +40,7 @@ struct email_change_result {
 ///   2. claims the address's reservation entity (another account's: records EmailChangeFailed
 ///      and ends `taken`),
 ///   3. records EmailChanged at the account within the claim's lease,
-///   4. confirms the claim and releases the previous address.
+///   4. confirms the claim and releases the previous address (release_if_dropped).
 /// A claim whose change was surely not recorded is cancelled at once; one whose outcome is
 /// unknown (a timeout) is left to the e-mail policy, which settles it when it times out. `done`
 /// runs exactly once, on a CAF thread.
@@ -48,7 +48,19 @@ void change_email(const bridge& entities, const email_settings& settings, std::s
                   std::string address, std::optional<std::uint64_t> expected_version,
                   std::function<void(email_change_result)> done);
 
+/// Frees `address` if `account` holds it and no longer has it: reads the reservation, then the
+/// account, then releases the hold under the claim it read (a claim made meanwhile makes that
+/// release stale, so a concurrent change back to the address keeps it). A claim not yet
+/// confirmed is left to its settle. `done` gets ok (released, or nothing to do) or the failure
+/// of a step; it runs exactly once, on a CAF thread.
+void release_if_dropped(const bridge& entities, std::string account, std::string address,
+                        std::function<void(entity_answer)> done);
+
 /// A reservation command for `address` (normalized), its body still to be set.
 email::pb::Command reservation_command(const std::string& address);
+
+/// The account's answer `a` to GetAccount as the e-mail it has: "" for none or no such account,
+/// nullopt when it did not answer.
+std::optional<std::string> email_in_answer(const entity_answer& a);
 
 } // namespace kontor::gateway

@@ -1,5 +1,7 @@
 #include "gateway/email_policy.hpp"
 
+#include <future>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -38,9 +40,7 @@ public:
     auto ev = account::parse_event(stored.payload);
     if (!ev || !ev->has_email_changed() || ev->email_changed().previous().empty())
       return std::nullopt;
-    json::object body{{"release", ev->email_changed().previous()},
-                      {"account", ev->account_id()},
-                      {"droppedAt", ev->seq()}};
+    json::object body{{"release", ev->email_changed().previous()}, {"account", ev->account_id()}};
     return policy::effect{"email-release:" + ev->account_id() + ":" + std::to_string(ev->seq()),
                           json::serialize(body)};
   }
@@ -62,12 +62,8 @@ public:
     const auto account_id = str("account");
     if (auto address = str("settle"); !address.empty())
       return settle(address, account_id, num("claim"));
-    if (auto address = str("release"); !address.empty()) {
-      auto cmd = reservation_command(address);
-      cmd.mutable_release()->set_account(account_id);
-      cmd.mutable_release()->set_dropped_at(num("droppedAt"));
-      return to_reservation(address, cmd);
-    }
+    if (auto address = str("release"); !address.empty())
+      return release(address, account_id);
     return {policy::outcome::rejected, "not an e-mail effect: " + e.payload};
   }
 
@@ -80,17 +76,29 @@ private:
     get.set_account_id(account_id);
     get.mutable_get_account();
     auto a = entities_.ask_and_wait(account_id, get.SerializeAsString(), timeout_);
-    if (!a || a->code != entity_answer::status::ok)
+    auto has = a ? email_in_answer(*a) : std::nullopt;
+    if (!has)
       return {policy::outcome::defer, a ? "account " + account_id + ": " + a->message
                                         : "no answer from account " + account_id + " in time"};
-    account::pb::Reply reply;
-    if (!reply.ParseFromString(a->reply))
-      return {policy::outcome::defer, "unreadable answer from account " + account_id};
-    const bool has_it = !reply.has_rejection() && reply.account().email() == address;
     auto cmd = reservation_command(address);
     cmd.mutable_settle()->set_claim(claim);
-    cmd.mutable_settle()->set_account_has_it(has_it);
+    cmd.mutable_settle()->set_account_has_it(*has == address);
     return to_reservation(address, cmd);
+  }
+
+  /// `account_id` changed from `address` to another: free it unless it has it again.
+  policy::attempt_result release(const std::string& address, const std::string& account_id) {
+    auto answer = std::make_shared<std::promise<entity_answer>>();
+    auto got = answer->get_future();
+    release_if_dropped(entities_, account_id, address,
+                       [answer](entity_answer a) { answer->set_value(std::move(a)); });
+    // Three requests, each bounded by the bridge's command timeout.
+    if (got.wait_for(3 * timeout_) != std::future_status::ready)
+      return {policy::outcome::defer, "no answer releasing " + address + " in time"};
+    auto a = got.get();
+    if (a.code != entity_answer::status::ok)
+      return {policy::outcome::defer, "releasing " + address + ": " + a.message};
+    return {policy::outcome::done, ""};
   }
 
   policy::attempt_result to_reservation(const std::string& address, const email::pb::Command& cmd) {

@@ -55,12 +55,11 @@ decision decide(const reservation& r, const pb::Command& cmd, std::int64_t now_m
         d.message = r.address + " is taken";
         return d;
       }
-      // Free, or this account's: a new claim (a retry, or a claim after the account dropped it
-      // and takes it back; the new account version makes older releases stale).
+      // Free, or this account's: a new claim (a retry, or the account takes it back after it
+      // dropped it; the new number makes what was sent for the older claim stale).
       auto* ev = append(d, r, at_ms).mutable_reserved();
       ev->set_account(c.account());
       ev->set_expires_at_ms(at_ms + c.timeout_ms());
-      ev->set_account_version(c.account_version());
       return d;
     }
     case pb::Command::kConfirm:
@@ -75,19 +74,24 @@ decision decide(const reservation& r, const pb::Command& cmd, std::int64_t now_m
         release(d, r, at_ms, "claim_failed");
       return d;
     case pb::Command::kRelease: {
+      // Only a hold: a claim (RESERVED) may still be recorded within its lease; its settle
+      // decides it after the lease.
       const auto& c = cmd.release();
-      if (r.status != pb::FREE && r.account == c.account() && r.account_version < c.dropped_at())
+      if (r.status == pb::HELD && r.account == c.account() && r.claim == c.claim())
         release(d, r, at_ms, "changed");
       return d;
     }
     case pb::Command::kSettle: {
       const auto& c = cmd.settle();
-      if (r.status != pb::RESERVED || r.claim != c.claim())
-        return d; // confirmed, released or claimed anew since: nothing to settle
-      if (c.account_has_it())
-        append(d, r, at_ms).mutable_confirmed()->set_account(r.account);
-      else
-        release(d, r, at_ms, "expired");
+      if (r.status == pb::FREE || r.claim != c.claim())
+        return d; // released or claimed anew since: nothing to settle
+      if (c.account_has_it()) {
+        if (r.status == pb::RESERVED)
+          append(d, r, at_ms).mutable_confirmed()->set_account(r.account);
+      } else {
+        // Never recorded, or recorded and dropped again before the hold was released.
+        release(d, r, at_ms, r.status == pb::RESERVED ? "expired" : "changed");
+      }
       return d;
     }
     case pb::Command::kGet:
@@ -105,7 +109,6 @@ void evolve(reservation& r, const pb::Event& ev) {
       r.account = ev.reserved().account();
       r.claim = ev.seq();
       r.expires_at_ms = ev.reserved().expires_at_ms();
-      r.account_version = ev.reserved().account_version();
       break;
     case pb::Event::kConfirmed:
       r.status = pb::HELD;
@@ -116,7 +119,6 @@ void evolve(reservation& r, const pb::Event& ev) {
       r.account.clear();
       r.claim = 0;
       r.expires_at_ms = 0;
-      r.account_version = 0;
       break;
     case pb::Event::PAYLOAD_NOT_SET:
       break;
@@ -155,7 +157,6 @@ pb::Snapshot to_snapshot(const reservation& r) {
   s.set_account(r.account);
   s.set_claim(r.claim);
   s.set_expires_at_ms(r.expires_at_ms);
-  s.set_account_version(r.account_version);
   s.set_version(r.version);
   s.set_last_at_ms(r.last_at_ms);
   return s;
@@ -168,7 +169,6 @@ reservation from_snapshot(const pb::Snapshot& s) {
   r.account = s.account();
   r.claim = s.claim();
   r.expires_at_ms = s.expires_at_ms();
-  r.account_version = s.account_version();
   r.version = s.version();
   r.last_at_ms = s.last_at_ms();
   return r;

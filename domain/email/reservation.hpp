@@ -20,7 +20,6 @@ struct reservation {
   std::string account;              ///< claimant or holder ("" when free)
   std::uint64_t claim = 0;          ///< seq of the Reserved event of the claim or hold
   std::int64_t expires_at_ms = 0;   ///< RESERVED: when the claim times out
-  std::uint64_t account_version = 0;///< the account's version when it claimed
   std::uint64_t version = 0;        ///< seq of the last applied event
   std::int64_t last_at_ms = 0;
 };

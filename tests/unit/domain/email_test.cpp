@@ -113,11 +113,10 @@ email::pb::Command rcmd() {
   return c;
 }
 
-email::pb::Command reserve(std::string acct, std::uint64_t account_version = 1, std::int64_t timeout = 10'000) {
+email::pb::Command reserve(std::string acct, std::int64_t timeout = 10'000) {
   auto c = rcmd();
   c.mutable_reserve()->set_account(std::move(acct));
   c.mutable_reserve()->set_timeout_ms(timeout);
-  c.mutable_reserve()->set_account_version(account_version);
   return c;
 }
 
@@ -127,10 +126,10 @@ email::pb::Command confirm(std::string acct) {
   return c;
 }
 
-email::pb::Command release(std::string acct, std::uint64_t dropped_at) {
+email::pb::Command release(std::string acct, std::uint64_t claim) {
   auto c = rcmd();
   c.mutable_release()->set_account(std::move(acct));
-  c.mutable_release()->set_dropped_at(dropped_at);
+  c.mutable_release()->set_claim(claim);
   return c;
 }
 
@@ -196,17 +195,20 @@ TEST_CASE("a cancel frees only the claim it names", "[email][reservation]") {
   CHECK(step(step(r, confirm("a1")), cancel("a1", 1)).status == email::pb::HELD);
 }
 
-TEST_CASE("a release frees the address unless the account claimed it anew since", "[email][reservation]") {
-  // Claimed at account version 1, recorded at 2, dropped at 5.
-  auto held = step(step(email::initial(addr), reserve("a1", 1)), confirm("a1"));
-  CHECK(step(held, release("a1", 5)).status == email::pb::FREE);
-  CHECK(step(held, release("a2", 5)).status == email::pb::HELD);
-  // A claim that was recorded but never confirmed (its gateway died) is released too.
-  CHECK(step(step(email::initial(addr), reserve("a1", 1)), release("a1", 5)).status == email::pb::FREE);
-  // Taken back at version 6 (after the drop at 5): the late release of the drop is stale.
-  auto again = step(step(held, release("a1", 5)), reserve("a1", 6));
-  CHECK(step(again, release("a1", 5)).status == email::pb::RESERVED);
-  CHECK(step(step(again, confirm("a1")), release("a1", 5)).status == email::pb::HELD);
+TEST_CASE("a release frees only the hold it names, not a claim nor a newer hold", "[email][reservation]") {
+  auto held = step(step(email::initial(addr), reserve("a1")), confirm("a1")); // claim 1
+  CHECK(step(held, release("a1", 1)).status == email::pb::FREE);
+  CHECK(step(held, release("a2", 1)).status == email::pb::HELD);
+  CHECK(step(held, release("a1", 7)).status == email::pb::HELD);
+  // A claim may still be recorded within its lease: only its settle frees it.
+  CHECK(step(email::initial(addr), reserve("a1")).claim == 1);
+  CHECK(step(step(email::initial(addr), reserve("a1")), release("a1", 1)).status == email::pb::RESERVED);
+  // Taken back (a new claim, 3): a release sent for the old hold is stale.
+  auto again = step(held, reserve("a1"));
+  REQUIRE(again.claim == 3);
+  CHECK(step(again, release("a1", 1)).status == email::pb::RESERVED);
+  CHECK(step(step(again, confirm("a1")), release("a1", 1)).status == email::pb::HELD);
+  CHECK(step(step(again, confirm("a1")), release("a1", 3)).status == email::pb::FREE);
 }
 
 TEST_CASE("a claim's timeout confirms it when the account has the address, else frees it", "[email][reservation]") {
@@ -215,11 +217,16 @@ TEST_CASE("a claim's timeout confirms it when the account has the address, else 
   auto freed = step(r, settle(1, false));
   CHECK(freed.status == email::pb::FREE);
   CHECK(freed.account.empty());
-  // Settled already, or claimed anew since: a (redelivered) settle changes nothing.
+  // Confirmed, and the account has it: nothing to do. Confirmed but dropped again before the
+  // hold was released: freed.
   std::size_t n = 0;
-  step(step(r, confirm("a1")), settle(1, false), &n);
+  CHECK(step(step(r, confirm("a1")), settle(1, true), &n).status == email::pb::HELD);
   CHECK(n == 0);
-  auto reclaimed = step(r, reserve("a1", 3));
+  CHECK(step(step(r, confirm("a1")), settle(1, false)).status == email::pb::FREE);
+  // Freed, or claimed anew since: a (redelivered) settle changes nothing.
+  step(freed, settle(1, true), &n);
+  CHECK(n == 0);
+  auto reclaimed = step(r, reserve("a1"));
   CHECK(reclaimed.claim == 2);
   CHECK(step(reclaimed, settle(1, false), &n).status == email::pb::RESERVED);
   CHECK(n == 0);
@@ -228,14 +235,13 @@ TEST_CASE("a claim's timeout confirms it when the account has the address, else 
 }
 
 TEST_CASE("a reservation survives a snapshot", "[email][reservation][snapshot]") {
-  auto r = step(email::initial(addr), reserve("a1", 4));
+  auto r = step(email::initial(addr), reserve("a1"));
   auto back = email::from_snapshot(email::to_snapshot(r));
   CHECK(back.address == r.address);
   CHECK(back.status == r.status);
   CHECK(back.account == r.account);
   CHECK(back.claim == r.claim);
   CHECK(back.expires_at_ms == r.expires_at_ms);
-  CHECK(back.account_version == r.account_version);
   CHECK(back.version == r.version);
 }
 
@@ -244,5 +250,5 @@ TEST_CASE("a command for another address or without a body is invalid", "[email]
   c.set_address("other@example.com");
   CHECK(email::decide(email::initial(addr), c, now).invalid);
   CHECK(email::decide(email::initial(addr), rcmd(), now).invalid);
-  CHECK(email::decide(email::initial(addr), reserve("a1", 1, 0), now).invalid);
+  CHECK(email::decide(email::initial(addr), reserve("a1", 0), now).invalid);
 }
