@@ -33,10 +33,7 @@ std::int64_t bonus_balance(test_cluster& c, std::size_t i) {
 
 /// The value of `metric`{policy="bonus"} on node `i` (-1 when absent).
 double bonus_metric(test_cluster& c, std::size_t i, const std::string& metric) {
-  auto r = c.request(i, "GET", "/metrics");
-  const std::string series = "\n" + metric + "{policy=\"bonus\"} ";
-  auto pos = r.body.find(series);
-  return pos == std::string::npos ? -1 : std::stod(r.body.substr(pos + series.size()));
+  return metric_value(c, i, metric + "{policy=\"bonus\"}");
 }
 
 /// Events policy "bonus" has not carried out on node `i` (0 where it does not run).
@@ -46,10 +43,7 @@ double bonus_lag(test_cluster& c, std::size_t i) {
 
 /// Bonuses node `i` paid (its policy's deliveries).
 double bonuses_paid(test_cluster& c, std::size_t i) {
-  auto r = c.request(i, "GET", "/metrics");
-  const std::string series = "\nkontor_policy_deliveries_total{policy=\"bonus\",outcome=\"delivered\"} ";
-  auto pos = r.body.find(series);
-  return pos == std::string::npos ? -1 : std::stod(r.body.substr(pos + series.size()));
+  return metric_value(c, i, "kontor_policy_deliveries_total{policy=\"bonus\",outcome=\"delivered\"}");
 }
 
 } // namespace
@@ -75,12 +69,9 @@ TEST_CASE("CEO bonus on three nodes: the bonus balance is exactly the sum of flo
   }
   REQUIRE(wait_until([&] { return bonus_balance(c, 1) >= sum; }, 60s));
   CHECK(bonus_balance(c, 1) == sum);
-  std::size_t running = 0;
-  std::size_t runner = 0;
-  for (std::size_t i = 0; i < 3; ++i)
-    if (c.log(i).find("bonus runs on this node") != std::string::npos)
-      ++running, runner = i;
-  REQUIRE(running == 1);
+  const auto running = nodes_logging(c, "bonus runs on this node");
+  REQUIRE(running.size() == 1);
+  const auto runner = running[0];
   // Everything it finished is in the cluster's checkpoint before it goes.
   REQUIRE(wait_until([&] {
     return bonus_lag(c, runner) == 0 && bonus_metric(c, runner, "kontor_policy_checkpoint_behind") == 0
@@ -90,10 +81,7 @@ TEST_CASE("CEO bonus on three nodes: the bonus balance is exactly the sum of flo
   // The node running it leaves; the next starts from the checkpoint, not from its own (empty)
   // store.
   CHECK(c.stop(runner, 40s) == 0);
-  std::vector<std::size_t> stay;
-  for (std::size_t i = 0; i < 3; ++i)
-    if (i != runner)
-      stay.push_back(i);
+  const auto stay = all_but(c, runner);
   REQUIRE(c.wait_members_up(stay, stay));
   for (int i = 0; i < 10; ++i) {
     deposit(c, stay[i % 2], "cb-" + std::to_string(i % 6), "after-" + std::to_string(i), 1000);
@@ -105,13 +93,10 @@ TEST_CASE("CEO bonus on three nodes: the bonus balance is exactly the sum of flo
     60s));
   CHECK(bonus_balance(c, stay[0]) == sum);
   CHECK(bonus_balance(c, stay[1]) == sum);
-  std::size_t next_runner = 3;
-  for (auto i : stay)
-    if (c.log(i).find("bonus resumes from the cluster's checkpoint") != std::string::npos)
-      next_runner = i;
-  REQUIRE(next_runner < 3);
+  const auto resumed = nodes_logging(c, "bonus resumes from the cluster's checkpoint");
+  REQUIRE(resumed.size() == 1);
   // It carried out the 10 new bonuses only, none of the 40 before the move.
-  CHECK(bonuses_paid(c, next_runner) == 10);
+  CHECK(bonuses_paid(c, resumed[0]) == 10);
 }
 
 TEST_CASE("CEO bonus on three nodes: after a burst through every gateway and a kill -9 of the node "
@@ -126,13 +111,9 @@ TEST_CASE("CEO bonus on three nodes: after a burst through every gateway and a k
   REQUIRE(c.request(0, "POST", "/accounts", open_body("bonus")).status == 201);
   for (int a = 0; a < 6; ++a)
     REQUIRE(c.request(a % 3, "POST", "/accounts", open_body("kb-" + std::to_string(a))).status == 201);
-  std::size_t runner = 3;
-  REQUIRE(wait_until([&] {
-    for (std::size_t i = 0; i < 3; ++i)
-      if (c.log(i).find("bonus runs on this node") != std::string::npos)
-        runner = i;
-    return runner < 3;
-  }));
+  std::vector<std::size_t> running;
+  REQUIRE(wait_until([&] { return (running = nodes_logging(c, "bonus runs on this node")).size() == 1; }));
+  const auto runner = running[0];
 
   // Three clients, one per gateway, each with its own deposits (txId, account, amount); what is
   // not answered 201 before the kill is sent again afterwards with the same txId.

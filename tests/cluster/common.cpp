@@ -135,4 +135,28 @@ void check_acked(test_cluster& c, std::size_t via,
   }
 }
 
+std::vector<std::size_t> nodes_logging(test_cluster& c, const std::string& text) {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < c.size(); ++i)
+    if (c.log(i).find(text) != std::string::npos)
+      out.push_back(i);
+  return out;
+}
+
+std::vector<std::size_t> all_but(test_cluster& c, std::size_t i) {
+  std::vector<std::size_t> out;
+  for (std::size_t k = 0; k < c.size(); ++k)
+    if (k != i)
+      out.push_back(k);
+  return out;
+}
+
+double metric_value(test_cluster& c, std::size_t i, const std::string& series) {
+  auto r = c.request(i, "GET", "/metrics");
+  if (r.status != 200)
+    return -1;
+  auto pos = r.body.find("\n" + series + " ");
+  return pos == std::string::npos ? -1 : std::stod(r.body.substr(pos + series.size() + 2));
+}
+
 } // namespace kontor::test

@@ -44,6 +44,14 @@ wait_outcome wait_spread(test_cluster& c, const std::vector<std::size_t>& nodes,
 /// until the shards are spread over them.
 void start_three(test_cluster& c, bool spread = false);
 
+/// The nodes whose log has `text` (e.g. "bonus runs on this node"), in index order.
+std::vector<std::size_t> nodes_logging(test_cluster& c, const std::string& text);
+/// Every node of the cluster but `i`.
+std::vector<std::size_t> all_but(test_cluster& c, std::size_t i);
+/// The value of the series `series` (name and labels, e.g. `kontor_x{policy="bonus"}`) in node
+/// i's /metrics (-1 when absent or the node does not answer).
+double metric_value(test_cluster& c, std::size_t i, const std::string& series);
+
 /// The events of an account through node i (all pages of its audit log).
 boost::json::array events_of(test_cluster& c, std::size_t i, const std::string& id);
 

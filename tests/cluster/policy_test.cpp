@@ -64,19 +64,13 @@ TEST_CASE("thank-you webhook on three nodes: one delivery per deposit while memb
   REQUIRE(wait_until([&] { return all_accepted(rx, expected); }, 60s));
   // One node runs the policy: each notification went out once (the receiver never failed).
   CHECK(rx.requests().size() == expected.size());
-  std::size_t running = 0;
-  std::size_t runner = 0;
-  for (std::size_t i = 0; i < 3; ++i)
-    if (c.log(i).find("thank-you runs on this node") != std::string::npos)
-      ++running, runner = i;
-  REQUIRE(running == 1);
+  const auto running = nodes_logging(c, "thank-you runs on this node");
+  REQUIRE(running.size() == 1);
+  const auto runner = running[0];
 
   // The node running it leaves; deposits go on through the others.
   CHECK(c.stop(runner, 40s) == 0);
-  std::vector<std::size_t> stay;
-  for (std::size_t i = 0; i < 3; ++i)
-    if (i != runner)
-      stay.push_back(i);
+  const auto stay = all_but(c, runner);
   REQUIRE(c.wait_members_up(stay, stay));
   for (int i = 0; i < 20; ++i)
     expected.insert(deposit(c, stay[i % 2], "pol-" + std::to_string(i % 6), "after-" + std::to_string(i),
