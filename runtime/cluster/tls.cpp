@@ -35,6 +35,25 @@ std::string ssl_errors(const std::string& fallback) {
   return out.empty() ? fallback : out;
 }
 
+/// One SSL_read / SSL_write / SSL_peek (`op`) on an established session: the bytes (> 0), 0
+/// when it has to wait for the socket, -1 when the session is over (closed, reset, or a broken
+/// record).
+template <class Op>
+long ssl_io(SSL* ssl, Op op) {
+  ERR_clear_error();
+  const int n = op();
+  if (n > 0)
+    return n;
+  switch (SSL_get_error(ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+    case SSL_ERROR_WANT_WRITE:
+      return 0;
+    default:
+      ERR_clear_error();
+      return -1;
+  }
+}
+
 /// The stream policy of a scribe over an established session (CAF's stream_impl calls it).
 class session_policy {
 public:
@@ -44,40 +63,22 @@ public:
     result = 0;
     if (len == 0)
       return rw_state::success;
-    ERR_clear_error();
-    auto n = SSL_read(ssl_.get(), buf, static_cast<int>(len));
-    if (n > 0) {
-      result = static_cast<std::size_t>(n);
-      return rw_state::success;
-    }
-    switch (SSL_get_error(ssl_.get(), n)) {
-      case SSL_ERROR_WANT_READ:
-      case SSL_ERROR_WANT_WRITE:
-        return rw_state::success; // nothing yet: wait for the socket
-      default:
-        ERR_clear_error();
-        return rw_state::failure; // closed, reset, or a broken record
-    }
+    auto n = ssl_io(ssl_.get(), [&] { return SSL_read(ssl_.get(), buf, static_cast<int>(len)); });
+    if (n < 0)
+      return rw_state::failure;
+    result = static_cast<std::size_t>(n); // 0: nothing yet, wait for the socket
+    return rw_state::success;
   }
 
   rw_state write_some(std::size_t& result, native_socket, const void* buf, std::size_t len) {
     result = 0;
     if (len == 0)
       return rw_state::indeterminate; // CAF's "nothing to write": stop polling for writes
-    ERR_clear_error();
-    auto n = SSL_write(ssl_.get(), buf, static_cast<int>(len));
-    if (n > 0) {
-      result = static_cast<std::size_t>(n);
-      return rw_state::success;
-    }
-    switch (SSL_get_error(ssl_.get(), n)) {
-      case SSL_ERROR_WANT_READ:
-      case SSL_ERROR_WANT_WRITE:
-        return rw_state::success;
-      default:
-        ERR_clear_error();
-        return rw_state::failure;
-    }
+    auto n = ssl_io(ssl_.get(), [&] { return SSL_write(ssl_.get(), buf, static_cast<int>(len)); });
+    if (n < 0)
+      return rw_state::failure;
+    result = static_cast<std::size_t>(n);
+    return rw_state::success;
   }
 
   bool try_accept(native_socket&, native_socket) { return false; } // streams never accept
@@ -240,18 +241,7 @@ kontor::expected<void, std::string> handshake_until(SSL* ssl, int fd,
 }
 
 long peek(SSL* ssl, char* buf, std::size_t len) {
-  ERR_clear_error();
-  auto n = SSL_peek(ssl, buf, static_cast<int>(len));
-  if (n > 0)
-    return n;
-  switch (SSL_get_error(ssl, n)) {
-    case SSL_ERROR_WANT_READ:
-    case SSL_ERROR_WANT_WRITE:
-      return 0;
-    default:
-      ERR_clear_error();
-      return -1;
-  }
+  return ssl_io(ssl, [&] { return SSL_peek(ssl, buf, static_cast<int>(len)); });
 }
 
 caf::io::scribe_ptr make_scribe(caf::actor_system& sys, int fd, ssl_ptr ssl) {
