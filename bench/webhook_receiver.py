@@ -26,6 +26,8 @@ def serve(path):
     out = open(path, "a", buffering=1)  # one line per delivery, written at once
 
     class handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as webhook receivers behind any proxy do
+
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             arrival = time.time_ns() / 1e6

@@ -14,7 +14,7 @@ namespace {
 
 class thank_you final : public policy::policy_handler {
 public:
-  thank_you(thank_you_settings s, policy::http_url url) : settings_(std::move(s)), url_(std::move(url)) {}
+  thank_you(thank_you_settings s, policy::http_url url) : settings_(std::move(s)), poster_(std::move(url)) {}
 
   std::string name() const override { return "thank-you"; }
 
@@ -39,12 +39,12 @@ public:
   }
 
   policy::attempt_result carry_out(const policy::effect& e) override {
-    return policy::http_post(url_, e.payload, e.key, settings_.timeout);
+    return poster_.post(e.payload, e.key, settings_.timeout);
   }
 
 private:
   thank_you_settings settings_;
-  policy::http_url url_;
+  policy::http_poster poster_;
 };
 
 } // namespace

@@ -217,41 +217,47 @@ public:
 
 
   /// Stores the effects of the batch's new events and the positions after them in one
-  /// transaction; returns the durable positions (unchanged when the commit failed).
+  /// transaction; returns the positions after the batch (unchanged when the commit failed). A
+  /// batch that calls for no effect commits nothing: its positions are committed with the next
+  /// batch that does, or by flush_positions(). After a crash such events are read again and
+  /// call for nothing again (select is pure), so only effects need the commit.
   shard_positions accept(const event_batch& batch) {
     for (const auto& g : batch.shards)
       if (g.shard < ends_.size())
         ends_[g.shard] = std::max(ends_[g.shard], g.end);
-    std::vector<shard_offset> after;
-    std::uint64_t seq = 0;
-    std::uint64_t added = 0;
-    auto written = store_->write([&](persistence::store_writer& txn) {
-      after = next_; // may run twice (the map grows): start from the durable state each time
-      seq = next_seq_;
-      added = 0;
-      for (const auto& g : batch.shards) {
-        if (g.shard >= after.size())
-          continue;
-        auto& next = after[g.shard];
-        for (const auto& ev : g.events) {
-          if (ev.shard != g.shard || ev.shard_pos < next)
-            continue; // accepted before (redelivery)
-          if (ev.shard_pos > next)
-            break;    // a gap: the rest of this shard's page is read again
-          if (auto e = settings_.handler->select(ev)) {
-            txn.append(outbox, to_be64(seq++), encode_entry(ev.shard, ev.shard_pos, *e));
-            ++added;
-          }
-          next = ev.shard_pos + 1;
-        }
+    auto after = next_;
+    std::vector<std::pair<std::string, std::string>> entries; // outbox key, entry
+    auto seq = next_seq_;
+    for (const auto& g : batch.shards) {
+      if (g.shard >= after.size())
+        continue;
+      auto& next = after[g.shard];
+      for (const auto& ev : g.events) {
+        if (ev.shard != g.shard || ev.shard_pos < next)
+          continue; // accepted before (redelivery)
+        if (ev.shard_pos > next)
+          break;    // a gap: the rest of this shard's page is read again
+        if (auto e = settings_.handler->select(ev))
+          entries.emplace_back(to_be64(seq++), encode_entry(ev.shard, ev.shard_pos, *e));
+        next = ev.shard_pos + 1;
       }
-      txn.put(meta, positions_key, encode_positions(after));
-      txn.put(meta, next_seq_key, to_be64(seq));
-    });
-    if (!written) {
-      log(log_level::error, component,
-          name_ + ": storing a batch failed: " + written.error().message);
-      return shard_positions{next_};
+    }
+    const std::uint64_t added = entries.size();
+    if (added == 0) {
+      positions_dirty_ = positions_dirty_ || after != next_;
+    } else {
+      auto written = store_->write([&](persistence::store_writer& txn) {
+        for (const auto& [key, entry] : entries)
+          txn.append(outbox, key, entry);
+        txn.put(meta, positions_key, encode_positions(after));
+        txn.put(meta, next_seq_key, to_be64(seq));
+      });
+      if (!written) {
+        log(log_level::error, component,
+            name_ + ": storing a batch failed: " + written.error().message);
+        return shard_positions{next_};
+      }
+      positions_dirty_ = false;
     }
     next_ = std::move(after);
     next_seq_ = seq;
@@ -265,6 +271,18 @@ public:
       wake();
     }
     return shard_positions{next_};
+  }
+
+  /// Commits the positions of batches that called for no effect (a timer and the stop call it),
+  /// so a restart does not read them again.
+  void flush_positions() {
+    if (!positions_dirty_)
+      return;
+    auto written = store_->write([&](persistence::store_writer& txn) {
+      txn.put(meta, positions_key, encode_positions(next_));
+    });
+    if (written)
+      positions_dirty_ = false;
   }
 
   /// The dead letters, oldest first.
@@ -456,8 +474,9 @@ private:
 
   policy_settings settings_;
   std::unique_ptr<persistence::lmdb_store> store_;
-  std::vector<shard_offset> next_; ///< per shard, the next position to accept (durable)
+  std::vector<shard_offset> next_; ///< per shard, the next position to accept (durable unless positions_dirty_)
   std::vector<shard_offset> ends_; ///< per shard, the highest end the poller reported
+  bool positions_dirty_ = false;   ///< next_ is ahead of the committed positions (no effects)
   std::uint64_t next_seq_ = 1;
   std::mutex mutex_;
   std::condition_variable cv_;
@@ -510,7 +529,10 @@ caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, const 
   st.stats = settings.stats;
   st.last_batch = std::chrono::steady_clock::now();
   // The delivery thread ends with the actor (after the attempt in progress).
-  self->attach_functor([p = st.policy] { p->stop(); });
+  self->attach_functor([p = st.policy] {
+    p->stop();
+    p->flush_positions();
+  });
   auto subscribe = [self](shard_positions p) {
     if (self->state.front && self->state.poller)
       self->send(self->state.front, subscribe_atom::value, self->state.poller, std::move(p));
@@ -586,6 +608,7 @@ caf::behavior intake_actor(intake_ptr self, std::shared_ptr<core> policy, const 
     },
     [=](resubscribe_atom) {
       auto& st = self->state;
+      st.policy->flush_positions();
       if (std::chrono::steady_clock::now() - st.last_batch >= st.resubscribe_after)
         subscribe(st.last_positions);
       self->delayed_send(self, st.resubscribe_after, resubscribe_atom::value);
