@@ -16,19 +16,13 @@ constexpr char read_tag = 'G';
 constexpr char positions_tag = 'P';
 
 std::string encode(char tag, const std::vector<shard_offset>& p) {
-  std::string out(1, tag);
-  for (auto v : p)
-    out += to_be64(v);
-  return out;
+  return std::string(1, tag) + to_be64s(p);
 }
 
 std::optional<std::vector<shard_offset>> decode(char tag, std::string_view bytes) {
-  if (bytes.empty() || bytes.front() != tag || (bytes.size() - 1) % 8 != 0)
+  if (bytes.empty() || bytes.front() != tag)
     return std::nullopt;
-  std::vector<shard_offset> out;
-  for (std::size_t at = 1; at < bytes.size(); at += 8)
-    out.push_back(from_be64(bytes.substr(at, 8)));
-  return out;
+  return from_be64s(bytes.substr(1));
 }
 
 class checkpoint_logic final : public sharding::entity_logic {

@@ -117,10 +117,7 @@ std::optional<dead_letter> decode(std::string_view bytes, bool full,
 }
 
 std::string encode_positions(const std::vector<shard_offset>& next) {
-  std::string out;
-  for (auto p : next)
-    out += to_be64(p);
-  return out;
+  return to_be64s(next);
 }
 
 // ---- the policy's state, shared by its intake actor and its delivery thread
@@ -665,9 +662,10 @@ caf::actor spawn_policy(caf::actor_system& sys, policy_settings settings) {
   (void) (*store)->read([&](const persistence::store_reader& r) {
     if (auto f = r.get(meta, format_key))
       found = std::string(*f);
-    if (auto p = r.get(meta, positions_key); p && p->size() == std::size_t{shards} * 8)
-      for (std::uint32_t s = 0; s < shards; ++s)
-        next.push_back(std::max<shard_offset>(1, from_be64(p->substr(std::size_t{s} * 8, 8))));
+    if (auto p = r.get(meta, positions_key))
+      if (auto stored = from_be64s(*p); stored && stored->size() == shards)
+        for (auto pos : *stored)
+          next.push_back(std::max<shard_offset>(1, pos));
     if (auto q = r.get(meta, next_seq_key))
       next_seq = from_be64(*q);
   });

@@ -1,5 +1,6 @@
 #include "runtime/projection/read_model.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <numeric>
 
@@ -31,23 +32,14 @@ std::string format_of(const projection_handler& h, std::uint32_t shards) {
 }
 
 std::string encode(const std::vector<shard_offset>& next) {
-  std::string out;
-  out.reserve(next.size() * 8);
-  for (auto p : next)
-    out += to_be64(p);
-  return out;
+  return to_be64s(next);
 }
 
 /// The stored positions, if they are well-formed for `shards` shards.
 std::optional<std::vector<shard_offset>> decode(std::string_view bytes, std::uint32_t shards) {
-  if (bytes.size() != std::size_t{shards} * 8)
+  auto out = from_be64s(bytes);
+  if (!out || out->size() != shards || std::ranges::find(*out, shard_offset{0}) != out->end())
     return std::nullopt;
-  std::vector<shard_offset> out(shards);
-  for (std::uint32_t s = 0; s < shards; ++s) {
-    out[s] = from_be64(bytes.substr(std::size_t{s} * 8, 8));
-    if (out[s] == 0)
-      return std::nullopt;
-  }
   return out;
 }
 
