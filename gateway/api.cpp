@@ -328,6 +328,11 @@ bool parse_if_match(std::string_view text, std::optional<std::uint64_t>& out) {
   return true;
 }
 
+/// The answer to an If-Match parse_if_match refuses.
+http_response bad_if_match() {
+  return error_response(400, "invalid_field", "If-Match must be a quoted version, e.g. \"3\"", "If-Match");
+}
+
 using body_mapper = std::optional<field_error> (*)(const json::object&, account::pb::Command&);
 
 /// Whether the path `segments` match the template `path` ("{...}" matches any one segment).
@@ -437,8 +442,7 @@ void api::operator()(http_request&& req, responder respond) const {
   auto send = [&](account::pb::Command&& cmd, answer_shape shape) {
     std::optional<std::uint64_t> expected;
     if (!parse_if_match(req.if_match, expected))
-      return fail(error_response(400, "invalid_field", "If-Match must be a quoted version, e.g. \"3\"",
-                                 "If-Match"));
+      return fail(bad_if_match());
     if (expected)
       cmd.set_expected_version(*expected);
     if (req.idempotency_key && !cmd.has_get_account()) {
@@ -651,8 +655,7 @@ void api::change_email(std::string id, const http_request& req, responder respon
     return respond(error_response(400, err->code, err->message, err->field));
   std::optional<std::uint64_t> expected;
   if (!parse_if_match(req.if_match, expected))
-    return respond(error_response(400, "invalid_field", "If-Match must be a quoted version, e.g. \"3\"",
-                                  "If-Match"));
+    return respond(bad_if_match());
   auto address = cmd.change_email().email();
   gateway::change_email(
     *ctx_.entities, ctx_.email ? *ctx_.email : email_settings{}, std::move(id), address, expected,

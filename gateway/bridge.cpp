@@ -220,17 +220,23 @@ void bridge::ask(entity_id id, std::string payload, std::function<void(entity_an
   caf::anon_send(actor_, ask_msg{{std::move(id), std::move(payload)}, std::move(done)});
 }
 
-std::optional<entity_answer> bridge::ask_and_wait(entity_id id, std::string payload,
-                                                  std::chrono::milliseconds wait) const {
-  // The bridge answers exactly once, on a CAF thread; the caller's thread waits for it. The
+std::optional<entity_answer> await_answer(
+  const std::function<void(std::function<void(entity_answer)>)>& start, std::chrono::milliseconds wait) {
+  // The answer comes exactly once, on a CAF thread; the caller's thread waits for it. The
   // bridge has its own deadline (command-timeout); `wait` also covers a bridge that stopped
   // (shutdown) and never answers.
   auto answer = std::make_shared<std::promise<entity_answer>>();
   auto got = answer->get_future();
-  ask(std::move(id), std::move(payload), [answer](entity_answer a) { answer->set_value(std::move(a)); });
+  start([answer](entity_answer a) { answer->set_value(std::move(a)); });
   if (got.wait_for(wait) != std::future_status::ready)
     return std::nullopt;
   return got.get();
+}
+
+std::optional<entity_answer> bridge::ask_and_wait(entity_id id, std::string payload,
+                                                  std::chrono::milliseconds wait) const {
+  return await_answer([&](std::function<void(entity_answer)> done) { ask(std::move(id), std::move(payload), std::move(done)); },
+                      wait);
 }
 
 void bridge::read_events(entity_id id, sequence_nr from, std::uint32_t max,

@@ -31,6 +31,12 @@ struct entity_answer {
   std::string message; ///< what went wrong otherwise
 };
 
+/// Starts a request with `start`, which gets the callback for its answer, and waits for that
+/// answer at most `wait` (nullopt: none came, e.g. the bridge stopped). Blocks: for threads of
+/// their own (a policy's delivery thread), never a CAF or I/O thread.
+std::optional<entity_answer> await_answer(
+  const std::function<void(std::function<void(entity_answer)>)>& start, std::chrono::milliseconds wait);
+
 /// Connects callback-style code (HTTP handlers on I/O threads) to the actor world without ever
 /// blocking: requests go to one actor that asks the shard region and runs the callback with the
 /// answer on a CAF thread.

@@ -11,7 +11,6 @@ namespace {
 
 using status = entity_answer::status;
 
-
 /// True when the request surely never reached the entity (or it appended nothing): a claim
 /// made for it may be cancelled.
 bool surely_not_recorded(const entity_answer& a) {
@@ -182,11 +181,9 @@ struct release_check : std::enable_shared_from_this<release_check> {
     const auto& v = reply.view();
     if (v.status() != email::pb::HELD || v.account() != account)
       return done(std::move(a)); // not its hold (free, another's, or a claim its settle decides)
-    account::pb::Command cmd;
-    cmd.set_account_id(account);
-    cmd.mutable_get_account();
-    entities->ask(account, cmd.SerializeAsString(),
-                  [self = shared_from_this(), claim = v.claim()](entity_answer a) { self->on_account(std::move(a), claim); });
+    ask_account_state(*entities, account, [self = shared_from_this(), claim = v.claim()](entity_answer a) {
+      self->on_account(std::move(a), claim);
+    });
   }
 
   void on_account(entity_answer a, std::uint64_t claim) {
@@ -212,6 +209,14 @@ void release_if_dropped(const bridge& entities, std::string account, std::string
   r->address = std::move(address);
   r->done = std::move(done);
   r->start();
+}
+
+void ask_account_state(const bridge& entities, const std::string& account,
+                       std::function<void(entity_answer)> done) {
+  account::pb::Command cmd;
+  cmd.set_account_id(account);
+  cmd.mutable_get_account();
+  entities.ask(account, cmd.SerializeAsString(), std::move(done));
 }
 
 std::optional<std::string> email_in_answer(const entity_answer& a) {

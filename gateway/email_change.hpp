@@ -59,6 +59,11 @@ void release_if_dropped(const bridge& entities, std::string account, std::string
 /// A reservation command for `address` (normalized), its body still to be set.
 email::pb::Command reservation_command(const std::string& address);
 
+/// Asks account `account` for its state (GetAccount, through its entity); email_in_answer reads
+/// the e-mail it has from the answer. `done` runs exactly once, on a CAF thread.
+void ask_account_state(const bridge& entities, const std::string& account,
+                       std::function<void(entity_answer)> done);
+
 /// The account's answer `a` to GetAccount as the e-mail it has: "" for none or no such account,
 /// nullopt when it did not answer.
 std::optional<std::string> email_in_answer(const entity_answer& a);

@@ -1,7 +1,5 @@
 #include "gateway/email_policy.hpp"
 
-#include <future>
-
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -72,10 +70,9 @@ private:
   /// address, else released. Its lease is over, so the account's answer is final.
   policy::attempt_result settle(const std::string& address, const std::string& account_id,
                                 std::uint64_t claim) {
-    account::pb::Command get;
-    get.set_account_id(account_id);
-    get.mutable_get_account();
-    auto a = entities_.ask_and_wait(account_id, get.SerializeAsString(), timeout_);
+    auto a = await_answer(
+      [&](std::function<void(entity_answer)> done) { ask_account_state(entities_, account_id, std::move(done)); },
+      timeout_);
     auto has = a ? email_in_answer(*a) : std::nullopt;
     if (!has)
       return {policy::outcome::defer, a ? "account " + account_id + ": " + a->message
@@ -88,16 +85,14 @@ private:
 
   /// `account_id` changed from `address` to another: free it unless it has it again.
   policy::attempt_result release(const std::string& address, const std::string& account_id) {
-    auto answer = std::make_shared<std::promise<entity_answer>>();
-    auto got = answer->get_future();
-    release_if_dropped(entities_, account_id, address,
-                       [answer](entity_answer a) { answer->set_value(std::move(a)); });
     // Three requests, each bounded by the bridge's command timeout.
-    if (got.wait_for(3 * timeout_) != std::future_status::ready)
+    auto a = await_answer(
+      [&](std::function<void(entity_answer)> done) { release_if_dropped(entities_, account_id, address, std::move(done)); },
+      3 * timeout_);
+    if (!a)
       return {policy::outcome::defer, "no answer releasing " + address + " in time"};
-    auto a = got.get();
-    if (a.code != entity_answer::status::ok)
-      return {policy::outcome::defer, "releasing " + address + ": " + a.message};
+    if (a->code != entity_answer::status::ok)
+      return {policy::outcome::defer, "releasing " + address + ": " + a->message};
     return {policy::outcome::done, ""};
   }
 
