@@ -16,6 +16,23 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// Node flags: the bonus into account "bonus", with quick retries.
+std::vector<std::string> bonus_args() {
+  auto args = quick_args();
+  for (const auto& a : std::vector<std::string>{"--bonus-account", "bonus", "--policy-retry-initial", "5ms",
+                                                "--policy-retry-max", "100ms"})
+    args.push_back(a);
+  return args;
+}
+
+/// Opens the bonus account and six accounts <prefix>0..5, through every node.
+void open_accounts(test_cluster& c, const std::string& prefix) {
+  REQUIRE(c.request(0, "POST", "/accounts", open_body("bonus")).status == 201);
+  for (int a = 0; a < 6; ++a)
+    REQUIRE(c.request(static_cast<std::size_t>(a) % 3, "POST", "/accounts", open_body(prefix + std::to_string(a))).status
+            == 201);
+}
+
 /// Deposits through node `i`, retried with its txId while its shard moves (503).
 void deposit(test_cluster& c, std::size_t i, const std::string& id, const std::string& tx,
              std::int64_t amount) {
@@ -51,16 +68,10 @@ double bonuses_paid(test_cluster& c, std::size_t i) {
 TEST_CASE("CEO bonus on three nodes: the bonus balance is exactly the sum of floor(amount / 100) "
           "after deposits through every gateway and after the node running the policy leaves",
           "[cluster][policy][bonus]") {
-  auto args = quick_args();
-  for (const auto& a : std::vector<std::string>{"--bonus-account", "bonus", "--policy-retry-initial", "5ms",
-                                                "--policy-retry-max", "100ms"})
-    args.push_back(a);
-  test_cluster c{{.nodes = 3, .args = args}};
+  test_cluster c{{.nodes = 3, .args = bonus_args()}};
   start_three(c, true);
 
-  REQUIRE(c.request(0, "POST", "/accounts", open_body("bonus")).status == 201);
-  for (int a = 0; a < 6; ++a)
-    REQUIRE(c.request(a % 3, "POST", "/accounts", open_body("cb-" + std::to_string(a))).status == 201);
+  open_accounts(c, "cb-");
   std::int64_t sum = 0;
   for (int i = 0; i < 40; ++i) {
     const std::int64_t amount = 37 + i * 263; // 37 (no bonus) up to 10294
@@ -102,15 +113,9 @@ TEST_CASE("CEO bonus on three nodes: the bonus balance is exactly the sum of flo
 TEST_CASE("CEO bonus on three nodes: after a burst through every gateway and a kill -9 of the node "
           "running the policy, the bonus balance is exactly the sum of floor(amount / 100)",
           "[cluster][policy][bonus]") {
-  auto args = quick_args();
-  for (const auto& a : std::vector<std::string>{"--bonus-account", "bonus", "--policy-retry-initial", "5ms",
-                                                "--policy-retry-max", "100ms"})
-    args.push_back(a);
-  test_cluster c{{.nodes = 3, .args = args}};
+  test_cluster c{{.nodes = 3, .args = bonus_args()}};
   start_three(c, true);
-  REQUIRE(c.request(0, "POST", "/accounts", open_body("bonus")).status == 201);
-  for (int a = 0; a < 6; ++a)
-    REQUIRE(c.request(a % 3, "POST", "/accounts", open_body("kb-" + std::to_string(a))).status == 201);
+  open_accounts(c, "kb-");
   std::vector<std::size_t> running;
   REQUIRE(wait_until([&] { return (running = nodes_logging(c, "bonus runs on this node")).size() == 1; }));
   const auto runner = running[0];
